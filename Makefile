@@ -1,0 +1,74 @@
+# kpod-metrics: build, run and test. `make run` and `make test` work on a fresh Debian
+# machine as root: they install what is missing first.
+SHELL := /bin/bash
+ARCH ?= $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+BPF_ARCH := $(subst x86,x86,$(subst arm64,arm64,$(ARCH)))
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CLANG ?= clang
+BPF_SRC := $(wildcard ebpf/*.bpf.c)
+BPF_OBJ_DIR := src/kpodmetrics/bpf/objects
+BPF_OBJ := $(patsubst ebpf/%.bpf.c,$(BPF_OBJ_DIR)/%.bpf.o,$(BPF_SRC))
+BPF_HDR := $(wildcard ebpf/*.h)
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) -I vmlinux/$(ARCH) -I ebpf -Wall -Werror -Wno-unused-function
+APT_RUN := libbpf1 python3-venv
+APT_BUILD := clang llvm libbpf-dev bpftool
+APT_TEST := $(APT_BUILD) libbpf-tools prometheus stress-ng iproute2 nftables linux-perf libseccomp2
+PORT ?= 9090
+
+.PHONY: all deps-run deps-test venv venv-dev bpf vmlinux run test test-unit test-kernel test-e2e lint typecheck clean bench bench-quick
+
+all: bpf
+
+## prebuilt CO-RE objects (committed; running needs no compiler)
+bpf: $(BPF_OBJ)
+
+$(BPF_OBJ_DIR)/%.bpf.o: ebpf/%.bpf.c $(BPF_HDR) vmlinux/$(ARCH)/vmlinux.h
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@.tmp
+	# strip DWARF, keep BTF (and .BTF.ext for CO-RE relocations)
+	llvm-strip -g $@.tmp
+	mv $@.tmp $@
+
+vmlinux:
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > vmlinux/$(ARCH)/vmlinux.h
+
+## installs (idempotent; apt only when something is missing)
+deps-run:
+	@bash scripts/ensure-apt.sh $(APT_RUN)
+	@bash scripts/ensure-venv.sh $(VENV) run
+
+deps-test:
+	@bash scripts/ensure-apt.sh $(APT_RUN) $(APT_TEST)
+	@bash scripts/ensure-venv.sh $(VENV) dev
+	@bash scripts/ensure-tracefs.sh
+
+## run the agent standalone (no Kubernetes needed), metrics on :$(PORT)
+run: deps-run
+	@bash scripts/ensure-tracefs.sh
+	$(PY) -m kpodmetrics run --port $(PORT) $(ARGS)
+
+## all tests: unit, kernel (real BPF, root), e2e (whole agent)
+test: deps-test
+	$(PY) -m pytest -q -ra tests
+
+test-unit: deps-test
+	$(PY) -m pytest -q -ra tests/unit
+
+test-kernel: deps-test
+	$(PY) -m pytest -q -ra tests/kernel
+
+test-e2e: deps-test
+	$(PY) -m pytest -q -ra tests/e2e
+
+lint:
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
+
+bench: deps-test
+	$(PY) -m benchmarks.run
+
+bench-quick: deps-test
+	$(PY) -m benchmarks.run --quick
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache

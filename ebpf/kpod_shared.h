@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Every struct that crosses the kernel/user boundary, in one place.
+ * Mirrored in Python in src/kpodmetrics/bpf/structs.py; tests/unit/test_struct_layout.py
+ * checks the mirror against the BTF of each built object.
+ */
+#ifndef KPOD_SHARED_H
+#define KPOD_SHARED_H
+
+/* Log2 histogram: slot k counts v with 2^(k-1) < v <= 2^k (slot 0: v <= 1).
+ * The last slot also takes every v > 2^(KPOD_HIST_SLOTS-2) and is exported as +Inf. */
+#define KPOD_HIST_SLOTS 32
+
+struct kpod_hist {
+	__u64 slots[KPOD_HIST_SLOTS];
+	__u64 sum;   /* exact sum of the recorded values */
+	__u64 count; /* number of recorded values (== sum of slots) */
+};
+
+/* cpu_sched: value of cpu_stats, keyed by cgroup id (u64) */
+struct kpod_cpu_stats {
+	struct kpod_hist runq; /* run-queue latency in ns, charged to the task switched in */
+	__u64 nvcsw;           /* voluntary context switches of tasks switched out */
+	__u64 nivcsw;          /* involuntary (preempted or still runnable) */
+};
+
+/* Map health: one ARRAY entry per metric map of a program family, index = KPOD_HEALTH_* */
+struct kpod_map_health {
+	__u64 entries_written; /* new entries inserted */
+	__u64 update_errors;   /* inserts that failed (map full, no memory) */
+};
+
+/* health indices of cpu_sched.bpf.c */
+#define KPOD_HEALTH_CPU_STATS 0
+#define KPOD_HEALTH_CPU_START 1
+#define KPOD_HEALTH_CPU_N 2
+
+#endif

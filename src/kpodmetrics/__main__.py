@@ -1,0 +1,5 @@
+"""`python -m kpodmetrics` entry point."""
+
+from kpodmetrics.cli import main
+
+raise SystemExit(main())

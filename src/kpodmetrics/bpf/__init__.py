@@ -1,0 +1,1 @@
+"""libbpf through cffi: object loading, feature probes, maps, per-program stats."""

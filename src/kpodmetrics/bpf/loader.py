@@ -1,0 +1,239 @@
+"""Open, probe, load and attach one CO-RE object; close it cleanly.
+
+Every program is probed before load; a program whose hook is missing, that the
+verifier rejects or that cannot attach is switched off on its own and reported with
+its reason, so one missing hook never takes the rest of the object down.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from kpodmetrics.bpf import features, libbpf
+from kpodmetrics.bpf.errors import BpfError, ObjectNotFound, ProgramLoadError, remedy_for
+from kpodmetrics.bpf.maps import BpfMap
+
+_log = logging.getLogger(__name__)
+
+
+def object_path(name: str) -> str:
+    """Path of a prebuilt object shipped as package data (`cpu_sched` -> .../cpu_sched.bpf.o)."""
+    override = os.environ.get("KPOD_BPF_DIR")
+    if override:
+        return os.path.join(override, f"{name}.bpf.o")
+    return str(resources.files("kpodmetrics.bpf").joinpath("objects", f"{name}.bpf.o"))
+
+
+@dataclass(slots=True)
+class ProgramState:
+    """What became of one program."""
+
+    name: str
+    section: str
+    loaded: bool = False
+    attached: bool = False
+    reason: str = ""
+
+
+@dataclass
+class LoadOptions:
+    max_entries: Mapping[str, int] = field(default_factory=dict)
+    rodata: bytes | None = None
+    """Initial bytes of the .rodata section (const volatile settings), if any."""
+    only: frozenset[str] | None = None
+    """Load only these programs (None: all that probe well)."""
+    legacy_maps: bool = False
+
+
+class BpfObject:
+    """One loaded CO-RE object with its programs, links and maps."""
+
+    def __init__(self, name: str, path: str | None = None, opts: LoadOptions | None = None) -> None:
+        self.name = name
+        self.path = path or object_path(name)
+        self.opts = opts or LoadOptions()
+        self.programs: dict[str, ProgramState] = {}
+        self.maps: dict[str, BpfMap] = {}
+        self._obj: Any = None
+        self._progs: dict[str, Any] = {}
+        self._links: list[Any] = []
+
+    # -- life cycle ----------------------------------------------------------------
+
+    def load(self) -> BpfObject:
+        """Probe, load (dropping programs that fail) and collect the maps."""
+        if not os.path.isfile(self.path):
+            raise ObjectNotFound(
+                f"BPF object {self.name}", errno.ENOENT, self.path,
+                "reinstall the package or run `make bpf` to rebuild the objects",
+            )
+        if not features.has_vmlinux_btf():
+            raise BpfError(
+                f"BPF object {self.name}", errno.ENOENT,
+                "this kernel has no BTF at /sys/kernel/btf/vmlinux",
+                "CO-RE objects need a kernel built with CONFIG_DEBUG_INFO_BTF=y",
+            )
+        wanted = self._probe_all()
+        failures: dict[str, str] = {}
+        ok, log = self._try_load(wanted)
+        if not ok:
+            # find out which programs the kernel refuses, one at a time
+            self._close_obj()
+            good: set[str] = set()
+            for prog in sorted(wanted):
+                single_ok, single_log = self._try_load({prog})
+                self._close_obj()
+                if single_ok:
+                    good.add(prog)
+                else:
+                    failures[prog] = single_log
+            if not good:
+                detail = "; ".join(f"{p}: {why}" for p, why in failures.items()) or log
+                raise ProgramLoadError(f"BPF object {self.name}", errno.EINVAL, detail,
+                                       remedy_for(errno.EPERM if "EPERM" in detail else errno.EINVAL))
+            ok, log = self._try_load(good)
+            if not ok:
+                raise ProgramLoadError(f"BPF object {self.name}", errno.EINVAL, log)
+            wanted = good
+        for prog, why in failures.items():
+            st = self.programs[prog]
+            st.reason = f"load failed: {why}"
+            _log.warning("%s: program %s disabled: %s", self.name, prog, st.reason)
+        for prog in wanted:
+            self.programs[prog].loaded = True
+        lib = libbpf.lib()
+        m = lib.bpf_object__next_map(self._obj, libbpf.ffi.NULL)
+        while m != libbpf.ffi.NULL:
+            bm = BpfMap(m, self.name, legacy=self.opts.legacy_maps)
+            if "." not in bm.name:  # skip .rodata/.bss/.data (named <obj>.rodata)
+                self.maps[bm.name] = bm
+            m = lib.bpf_object__next_map(self._obj, m)
+        return self
+
+    def _open(self) -> None:
+        lib, ffi = libbpf.lib(), libbpf.ffi
+        obj = lib.bpf_object__open_file(self.path.encode(), ffi.NULL)
+        err = lib.libbpf_get_error(obj) if obj != ffi.NULL else -(ffi.errno or errno.EINVAL)
+        if obj == ffi.NULL or err:
+            raise BpfError(f"BPF object {self.name}: open {self.path}", int(err),
+                           remedy=remedy_for(int(err)))
+        self._obj = obj
+        self._progs.clear()
+        p = lib.bpf_object__next_program(obj, ffi.NULL)
+        while p != ffi.NULL:
+            name = ffi.string(lib.bpf_program__name(p)).decode()
+            self._progs[name] = p
+            if name not in self.programs:
+                sec = ffi.string(lib.bpf_program__section_name(p)).decode()
+                self.programs[name] = ProgramState(name, sec)
+            p = lib.bpf_object__next_program(obj, p)
+        m = lib.bpf_object__next_map(obj, ffi.NULL)
+        while m != ffi.NULL:
+            mname = ffi.string(lib.bpf_map__name(m)).decode()
+            if mname in self.opts.max_entries:
+                rc = lib.bpf_map__set_max_entries(m, int(self.opts.max_entries[mname]))
+                if rc < 0:
+                    raise BpfError(f"map {mname} of {self.name}: set_max_entries", rc)
+            if self.opts.rodata is not None and mname.endswith(".rodata"):
+                rc = lib.bpf_map__set_initial_value(m, self.opts.rodata, len(self.opts.rodata))
+                if rc < 0:
+                    raise BpfError(f"map {mname} of {self.name}: set_initial_value", rc,
+                                   f"{len(self.opts.rodata)} bytes given")
+            m = lib.bpf_object__next_map(obj, m)
+
+    def _probe_all(self) -> set[str]:
+        self._open()
+        wanted: set[str] = set()
+        for name, st in self.programs.items():
+            if self.opts.only is not None and name not in self.opts.only:
+                st.reason = "not requested"
+                continue
+            probe = features.probe_section(st.section)
+            if probe.ok:
+                wanted.add(name)
+            else:
+                st.reason = probe.reason
+                _log.warning("%s: program %s (%s) disabled: %s", self.name, name, st.section,
+                             probe.reason)
+        self._close_obj()
+        return wanted
+
+    def _try_load(self, wanted: set[str]) -> tuple[bool, str]:
+        self._open()
+        lib = libbpf.lib()
+        for name, p in self._progs.items():
+            lib.bpf_program__set_autoload(p, name in wanted)
+        with libbpf.capture_log() as lines:
+            rc = lib.bpf_object__load(self._obj)
+        if rc < 0:
+            tail = " | ".join(line for line in lines[-4:] if line)
+            return False, f"{errno.errorcode.get(-rc, str(-rc))}: {tail}"
+        return True, ""
+
+    def attach(self, skip: Iterable[str] = ()) -> None:
+        """Attach every loaded program except `skip` (e.g. perf-event programs)."""
+        lib, ffi = libbpf.lib(), libbpf.ffi
+        skip_set = set(skip)
+        for name, st in self.programs.items():
+            if not st.loaded or name in skip_set or st.section.startswith("perf_event"):
+                continue
+            link = lib.bpf_program__attach(self._progs[name])
+            err = lib.libbpf_get_error(link) if link != ffi.NULL else -(ffi.errno or errno.EINVAL)
+            if link == ffi.NULL or err:
+                st.reason = f"attach failed: {errno.errorcode.get(-err, str(-err))}"
+                _log.warning("%s: program %s disabled: %s", self.name, name, st.reason)
+                continue
+            self._links.append(link)
+            st.attached = True
+
+    def attach_perf_event(self, prog: str, perf_fd: int) -> None:
+        """Attach a perf_event program to an open perf event fd (one per CPU)."""
+        lib, ffi = libbpf.lib(), libbpf.ffi
+        link = lib.bpf_program__attach_perf_event(self._progs[prog], perf_fd)
+        err = lib.libbpf_get_error(link) if link != ffi.NULL else -(ffi.errno or errno.EINVAL)
+        if link == ffi.NULL or err:
+            raise BpfError(f"program {prog} of {self.name}: attach_perf_event", int(err))
+        self._links.append(link)
+        self.programs[prog].attached = True
+
+    def program_fd(self, prog: str) -> int:
+        return int(libbpf.lib().bpf_program__fd(self._progs[prog]))
+
+    def _close_obj(self) -> None:
+        if self._obj is not None:
+            libbpf.lib().bpf_object__close(self._obj)
+            self._obj = None
+            self._progs.clear()
+
+    def close(self) -> None:
+        """Destroy links, then close the object: nothing of ours stays loaded."""
+        lib = libbpf.lib()
+        for link in self._links:
+            lib.bpf_link__destroy(link)
+        self._links.clear()
+        for st in self.programs.values():
+            st.attached = False
+        self.maps.clear()
+        self._close_obj()
+
+    def __enter__(self) -> BpfObject:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def map(self, name: str) -> BpfMap:
+        try:
+            return self.maps[name]
+        except KeyError:
+            raise BpfError(f"BPF object {self.name}", errno.ENOENT, f"no map named {name}") from None
+
+    @property
+    def attached(self) -> list[str]:
+        return [n for n, st in self.programs.items() if st.attached]

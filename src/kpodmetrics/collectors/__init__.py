@@ -1,0 +1,1 @@
+"""One module per signal source. Each exposes a Collector (see base.py)."""

@@ -1,0 +1,81 @@
+"""The collector protocol: start once, collect every cycle, close at shutdown.
+
+`start` and `collect` are blocking (BPF loads, map reads, file reads); the service
+runs them in worker threads, never on the event loop. A collector that cannot start
+raises `CollectorUnavailable` with a reason; the service reports it as
+`kpod_collector_up{collector} 0` and carries on without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from kpodmetrics.families import Family
+from kpodmetrics.pods.owner import CgroupRef
+from kpodmetrics.samples import HistogramSample, Sample
+
+
+class CollectorUnavailable(RuntimeError):
+    """This collector cannot run here; the message says why and what would fix it."""
+
+
+@dataclass(slots=True)
+class CollectContext:
+    """What a collector may use during one cycle."""
+
+    targets: Sequence[CgroupRef]
+    """cgroups to read files for (pods' cgroups, or every cgroup standalone)."""
+    cgroup_root: str
+    proc_root: str = "/proc"
+    errors: dict[str, int] = field(default_factory=dict)
+    """Per-collector count of skipped inputs this cycle (kpod_cgroup_read_errors_total)."""
+
+    def count_error(self, collector: str, n: int = 1) -> None:
+        self.errors[collector] = self.errors.get(collector, 0) + n
+
+
+@dataclass(frozen=True, slots=True)
+class MapHealth:
+    """Health of one BPF metric map, read each cycle."""
+
+    map: str
+    capacity: int
+    entries: int
+    entries_written: int
+    update_errors: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramStatus:
+    program: str
+    attached: bool
+    reason: str = ""
+
+
+class Collector(Protocol):
+    """A source of per-cgroup samples."""
+
+    name: str
+    families: Sequence[Family]
+
+    def start(self) -> None:
+        """Load/attach/open what is needed. Raise CollectorUnavailable if impossible."""
+        ...
+
+    def collect(self, ctx: CollectContext) -> Iterable[Sample | HistogramSample]:
+        """Read once; return this cycle's samples. Blocking; runs in a worker thread."""
+        ...
+
+    def close(self) -> None:
+        """Release everything (detach programs, close objects). Idempotent."""
+        ...
+
+    def programs(self) -> Sequence[ProgramStatus]:
+        """BPF programs of this collector and their state (empty for file collectors)."""
+        ...
+
+    def map_health(self) -> Sequence[MapHealth]:
+        """Health of the BPF metric maps after the last collect (empty for file collectors)."""
+        ...

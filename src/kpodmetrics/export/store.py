@@ -1,0 +1,206 @@
+"""Cumulative series state: the one data model behind /metrics and OTLP.
+
+Collectors hand over per-cgroup samples (deltas, kernel cumulative readings, gauge
+levels, log2 histogram deltas). The store resolves each cgroup to its owner, folds
+the sample into the owner's series and drops every series of an owner once the
+resolver says it is gone. Nothing here is re-added: a kernel cumulative value moves
+its series only by the difference to the previous reading of the same cgroup.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from kpodmetrics import families as fam_registry
+from kpodmetrics.families import Family, FamilyType
+from kpodmetrics.pods.owner import Owner, Resolver
+from kpodmetrics.samples import HistogramSample, Kind, Labels, Sample
+
+UNRESOLVED_KEY = "__unresolved__"
+
+
+@dataclass(slots=True)
+class Series:
+    """One exported series. `value` for counters and gauges; slots/total for histograms."""
+
+    labels: Labels
+    owner_key: str
+    start_ns: int
+    value: float = 0.0
+    slots: list[int] = field(default_factory=list)
+    total: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return sum(self.slots)
+
+
+@dataclass(slots=True)
+class ApplyStats:
+    """What one `apply` did, for self-metrics."""
+
+    applied: int = 0
+    unresolved: int = 0
+    dropped_unresolved: int = 0
+    resets: int = 0
+    rejected: int = 0
+
+
+class SeriesStore:
+    """Thread-safe store of cumulative series keyed by (family, labels)."""
+
+    def __init__(
+        self,
+        static_labels: Labels = (),
+        *,
+        unresolved: str = "aggregate",
+        unresolved_labels: Labels | None = None,
+        tracker_ttl_cycles: int = 3,
+    ) -> None:
+        if unresolved not in ("aggregate", "drop"):
+            raise ValueError(f"unresolved must be 'aggregate' or 'drop', not {unresolved!r}")
+        self._static = static_labels
+        self._unresolved_policy = unresolved
+        self._unresolved_labels = unresolved_labels
+        self._series: dict[str, dict[Labels, Series]] = {}
+        self._by_owner: dict[str, set[tuple[str, Labels]]] = {}
+        # last raw reading of cumulative sources: (family, cgroup, labels, source) -> (raw, cycle)
+        self._raw: dict[tuple[str, int, Labels, str], tuple[float, int]] = {}
+        self._tracker_ttl = tracker_ttl_cycles
+        self._cycle = 0
+        self._lock = threading.Lock()
+
+    # -- writing -------------------------------------------------------------------
+
+    def apply(
+        self, samples: Iterable[Sample | HistogramSample], resolver: Resolver
+    ) -> ApplyStats:
+        """Fold one cycle's samples into the series; then drop removed owners."""
+        stats = ApplyStats()
+        now = time.time_ns()
+        owner_labels = resolver.owner_label_names
+        unresolved_owner = Owner(
+            UNRESOLVED_KEY,
+            self._unresolved_labels
+            if self._unresolved_labels is not None
+            else tuple((n, "__unresolved__" if i == 0 else "") for i, n in enumerate(owner_labels)),
+        )
+        with self._lock:
+            self._cycle += 1
+            for s in samples:
+                owner = resolver.resolve(s.cgroup_id)
+                if owner is None:
+                    stats.unresolved += 1
+                    if self._unresolved_policy == "drop":
+                        stats.dropped_unresolved += 1
+                        continue
+                    owner = unresolved_owner
+                try:
+                    family = fam_registry.get(s.family)
+                except KeyError:
+                    stats.rejected += 1
+                    continue
+                labels = self._static + owner.labels + s.labels
+                if isinstance(s, HistogramSample):
+                    self._add_histogram(family, labels, owner.key, s, now)
+                else:
+                    self._add_scalar(family, labels, owner.key, s, now, stats)
+                stats.applied += 1
+            for owner in resolver.drain_removed():
+                self._drop_owner_locked(owner.key)
+            self._prune_trackers_locked()
+        return stats
+
+    def _get(self, family: Family, labels: Labels, owner_key: str, now: int) -> Series:
+        per_family = self._series.setdefault(family.name, {})
+        series = per_family.get(labels)
+        if series is None:
+            series = Series(labels=labels, owner_key=owner_key, start_ns=now)
+            if family.type is FamilyType.HISTOGRAM:
+                series.slots = []
+            per_family[labels] = series
+            self._by_owner.setdefault(owner_key, set()).add((family.name, labels))
+        return series
+
+    def _add_scalar(
+        self,
+        family: Family,
+        labels: Labels,
+        owner_key: str,
+        s: Sample,
+        now: int,
+        stats: ApplyStats,
+    ) -> None:
+        series = self._get(family, labels, owner_key, now)
+        if s.kind is Kind.GAUGE:
+            series.value = s.value
+        elif s.kind is Kind.DELTA:
+            if s.value > 0:
+                series.value += s.value
+        else:  # CUMULATIVE
+            key = (s.family, s.cgroup_id, s.labels, s.source)
+            prev = self._raw.get(key)
+            if prev is None or s.value < prev[0]:
+                if prev is not None:
+                    stats.resets += 1
+                delta = s.value
+            else:
+                delta = s.value - prev[0]
+            self._raw[key] = (s.value, self._cycle)
+            series.value += max(delta, 0.0)
+
+    def _add_histogram(
+        self, family: Family, labels: Labels, owner_key: str, s: HistogramSample, now: int
+    ) -> None:
+        series = self._get(family, labels, owner_key, now)
+        if len(series.slots) < len(s.slots):
+            series.slots.extend([0] * (len(s.slots) - len(series.slots)))
+        for i, c in enumerate(s.slots):
+            if c:
+                series.slots[i] += c
+        series.total += s.total
+
+    def _prune_trackers_locked(self) -> None:
+        horizon = self._cycle - self._tracker_ttl
+        stale = [k for k, (_, cyc) in self._raw.items() if cyc < horizon]
+        for k in stale:
+            del self._raw[k]
+
+    def drop_owner(self, owner_key: str) -> None:
+        with self._lock:
+            self._drop_owner_locked(owner_key)
+
+    def _drop_owner_locked(self, owner_key: str) -> None:
+        for family_name, labels in self._by_owner.pop(owner_key, ()):
+            per_family = self._series.get(family_name)
+            if per_family is not None:
+                per_family.pop(labels, None)
+                if not per_family:
+                    del self._series[family_name]
+
+    # -- reading -------------------------------------------------------------------
+
+    def snapshot(self) -> list[tuple[Family, list[Series]]]:
+        """A consistent copy of every family's series (copies, safe to use unlocked)."""
+        out: list[tuple[Family, list[Series]]] = []
+        with self._lock:
+            for name in sorted(self._series):
+                family = fam_registry.get(name)
+                rows = [
+                    Series(s.labels, s.owner_key, s.start_ns, s.value, list(s.slots), s.total)
+                    for s in self._series[name].values()
+                ]
+                out.append((family, rows))
+        return out
+
+    def series_counts(self) -> dict[str, int]:
+        with self._lock:
+            return {name: len(rows) for name, rows in self._series.items()}
+
+    def __iter__(self) -> Iterator[tuple[str, Labels]]:
+        with self._lock:
+            keys = [(n, lab) for n, rows in self._series.items() for lab in rows]
+        return iter(keys)

@@ -1,0 +1,1 @@
+"""Who owns a cgroup: standalone cgroup paths or Kubernetes pods and containers."""

@@ -1,0 +1,60 @@
+"""What collectors hand to the metric state: values keyed by the cgroup that owns them.
+
+Collectors never know pods. They report per cgroup id (the cgroup v2 directory inode,
+the same number BPF reads from `kn->id`); the resolver turns ids into owners and the
+series store turns samples into cumulative series.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+Labels = tuple[tuple[str, str], ...]
+"""Extra labels of a sample (e.g. `(("syscall", "openat"),)`), in family label order."""
+
+
+class Kind(enum.Enum):
+    """How the store folds a scalar sample into its series."""
+
+    DELTA = "delta"
+    """An increment since the last read (BPF snap-and-reset maps)."""
+    CUMULATIVE = "cumulative"
+    """The kernel's own running total (io.stat, net/dev, cpu.stat): the store adds the
+    difference to the previous reading of the same source; a drop is a reset."""
+    GAUGE = "gauge"
+    """A level: the last value wins."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """A scalar reading for one series of one cgroup."""
+
+    family: str
+    cgroup_id: int
+    value: float
+    kind: Kind = Kind.DELTA
+    labels: Labels = ()
+    source: str = ""
+    """Distinguishes several cumulative sources folding into one series (e.g. a
+    network namespace read through different pids); empty for most collectors."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramSample:
+    """Log2-slot counts since the last read, plus their exact sum.
+
+    Slot k counts values v (in the family's base unit before scaling, ns for
+    latencies) with 2^(k-1) < v <= 2^k; slot 0 counts v <= 1; the last slot also
+    holds everything larger than its lower edge (it maps to +Inf).
+    """
+
+    family: str
+    cgroup_id: int
+    slots: tuple[int, ...]
+    total: int
+    labels: Labels = ()
+
+    @property
+    def count(self) -> int:
+        return sum(self.slots)
