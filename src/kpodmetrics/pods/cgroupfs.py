@@ -1,0 +1,81 @@
+"""The cgroup v2 tree: find its root and walk it (directory inode = cgroup id)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+CGROUP2_SUPER_MAGIC = 0x63677270
+DEFAULT_CANDIDATES = ("/sys/fs/cgroup", "/sys/fs/cgroup/unified")
+
+
+class CgroupRootNotFound(RuntimeError):
+    pass
+
+
+def is_cgroup2(path: str) -> bool:
+    """True when `path` is the root of a mounted cgroup2 hierarchy (or a copy with its files)."""
+    if not os.path.isdir(path):
+        return False
+    # cgroup2 roots have cgroup.controllers; tmpfs parents of hybrid hosts do not
+    return os.path.exists(os.path.join(path, "cgroup.controllers")) or _statfs_is_cgroup2(path)
+
+
+def _statfs_is_cgroup2(path: str) -> bool:
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+            for line in fh:
+                parts = line.split(" - ", 1)
+                if len(parts) == 2 and parts[1].startswith("cgroup2 "):
+                    mnt = parts[0].split()[4]
+                    if os.path.realpath(mnt) == os.path.realpath(path):
+                        return True
+    except OSError:
+        return False
+    return False
+
+
+def detect_root(override: str | None = None) -> str:
+    """The cgroup v2 root: the override, else /sys/fs/cgroup when it is cgroup2, else
+    /sys/fs/cgroup/unified (hybrid hosts)."""
+    if override:
+        if not os.path.isdir(override):
+            raise CgroupRootNotFound(
+                f"cgroup root {override!r} does not exist: set --cgroup-root / KPOD_CGROUP_ROOT "
+                "to the cgroup v2 mount (e.g. /sys/fs/cgroup, or /host/sys/fs/cgroup in a pod)"
+            )
+        return override
+    for cand in DEFAULT_CANDIDATES:
+        if is_cgroup2(cand):
+            return cand
+    raise CgroupRootNotFound(
+        "no cgroup v2 hierarchy found at /sys/fs/cgroup or /sys/fs/cgroup/unified: mount one "
+        "(mount -t cgroup2 none /sys/fs/cgroup/unified) or set --cgroup-root"
+    )
+
+
+def cgroup_id(path: str) -> int:
+    """The cgroup id BPF sees (`kn->id`) is the directory's inode number."""
+    return os.stat(path).st_ino
+
+
+def walk(root: str) -> Iterator[tuple[str, int]]:
+    """Yield (path relative to root starting with '/', cgroup id) for every cgroup.
+
+    Directories that vanish during the walk are skipped (cgroups come and go)."""
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        try:
+            st = os.stat(d)
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        rel = "/" + os.path.relpath(d, root) if d != root else "/"
+        yield rel.replace("/./", "/") if rel != "/." else "/", st.st_ino
+        for e in entries:
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+            except OSError:
+                continue
