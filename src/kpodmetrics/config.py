@@ -1,0 +1,209 @@
+"""Settings: one table of options, read from flags and KPOD_* environment variables.
+
+Every option has one flag and one environment variable; flags win. All bad values are
+reported together, one line per key, naming the key and what is accepted. An unknown
+KPOD_* variable is an error too (a typo in the ConfigMap must not pass silently).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+PROFILES = ("minimal", "standard", "comprehensive")
+
+
+class ConfigError(ValueError):
+    """One or more settings are invalid; the message has one line per key."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+# -- value parsers (raise ValueError with the accepted form) -----------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """'30', '30s', '500ms', '2m' -> seconds."""
+    m = _DURATION.match(str(text))
+    if not m:
+        raise ValueError("expected a duration such as 30s, 500ms or 2m")
+    value = float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+    return value
+
+
+def parse_bool(text: str) -> bool:
+    t = str(text).strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def parse_list(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in re.split(r"[,\s]+", str(text)) if p.strip())
+
+
+def parse_int(text: str) -> int:
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+
+
+def parse_switches(text: str) -> dict[str, bool]:
+    """'syscall=on,net=off' -> {'syscall': True, 'net': False}."""
+    out: dict[str, bool] = {}
+    for item in parse_list(text):
+        name, sep, val = item.partition("=")
+        if not sep:
+            raise ValueError(f"expected name=on|off, got {item!r}")
+        out[name.strip()] = parse_bool(val)
+    return out
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        t = str(text).strip().lower()
+        if t not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return t
+
+    return parse
+
+
+# -- the option table ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    attr: str
+    env: str
+    flag: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+OPTIONS: list[Option] = [
+    Option("mode", "KPOD_MODE", "--mode", _choice("auto", "standalone", "kubernetes"),
+           "auto (Kubernetes when a cluster config is found), standalone or kubernetes"),
+    Option("profile", "KPOD_PROFILE", "--profile", _choice(*PROFILES),
+           "collector profile: minimal, standard (default) or comprehensive"),
+    Option("collectors", "KPOD_COLLECTORS", "--collectors", parse_switches,
+           "per-collector overrides, e.g. syscall=on,net=off"),
+    Option("poll_interval", "KPOD_POLL_INTERVAL", "--poll-interval", parse_duration,
+           "collection interval (default 30s)"),
+    Option("port", "KPOD_PORT", "--port", parse_int, "HTTP port for /metrics (default 9090)"),
+    Option("address", "KPOD_ADDRESS", "--address", str, "HTTP bind address (default 0.0.0.0)"),
+    Option("node_name", "NODE_NAME", "--node-name", str,
+           "this node's name (required in Kubernetes mode; downward API)"),
+    Option("kubeconfig", "KUBECONFIG", "--kubeconfig", str, "kubeconfig file (outside a cluster)"),
+    Option("cgroup_root", "KPOD_CGROUP_ROOT", "--cgroup-root", str,
+           "cgroup v2 root (default: auto-detect /sys/fs/cgroup or /sys/fs/cgroup/unified)"),
+    Option("proc_root", "KPOD_PROC_ROOT", "--proc-root", str, "procfs of the host (default /proc)"),
+    Option("grace_period", "KPOD_GRACE_PERIOD", "--grace-period", parse_duration,
+           "how long a deleted pod/cgroup stays resolvable (default 5s)"),
+    Option("grace_max_entries", "KPOD_GRACE_MAX_ENTRIES", "--grace-max-entries", parse_int,
+           "grace cache size (default 10000)"),
+    Option("unresolved", "KPOD_UNRESOLVED", "--unresolved", _choice("aggregate", "drop"),
+           "kernel data of unknown cgroups: aggregate into one series (default) or drop"),
+    Option("legacy_maps", "KPOD_BPF_LEGACY_MAPS", "--bpf-legacy-maps", parse_bool,
+           "force the legacy get-next-key/lookup/delete map walk instead of batch ops"),
+    Option("log_level", "KPOD_LOG_LEVEL", "--log-level",
+           _choice("debug", "info", "warning", "error"), "log level (default info)"),
+]
+
+
+@dataclass
+class Settings:
+    mode: str = "auto"
+    profile: str = "standard"
+    collectors: dict[str, bool] = field(default_factory=dict)
+    poll_interval: float = 30.0
+    port: int = 9090
+    address: str = "0.0.0.0"
+    node_name: str = ""
+    kubeconfig: str = ""
+    cgroup_root: str = ""
+    proc_root: str = "/proc"
+    grace_period: float = 5.0
+    grace_max_entries: int = 10000
+    unresolved: str = "aggregate"
+    legacy_maps: bool = False
+    log_level: str = "info"
+
+    def validate(self) -> list[str]:
+        """Cross-field and range checks; one message per bad key."""
+        problems: list[str] = []
+        if not (0.1 <= self.poll_interval <= 3600):
+            problems.append(
+                f"KPOD_POLL_INTERVAL/--poll-interval: {self.poll_interval:g}s is out of range "
+                "(0.1s to 1h)"
+            )
+        if not (0 <= self.port <= 65535):
+            problems.append(f"KPOD_PORT/--port: {self.port} is not a TCP port (0-65535)")
+        if self.grace_period < 0:
+            problems.append("KPOD_GRACE_PERIOD/--grace-period: must not be negative")
+        if self.grace_max_entries < 1:
+            problems.append("KPOD_GRACE_MAX_ENTRIES/--grace-max-entries: must be at least 1")
+        return problems
+
+
+_EXTRA_VALIDATORS: list[Callable[[Settings], list[str]]] = []
+
+
+def add_validator(fn: Callable[[Settings], list[str]]) -> None:
+    """Let other modules check settings they own (e.g. collector names)."""
+    _EXTRA_VALIDATORS.append(fn)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for opt in OPTIONS:
+        parser.add_argument(opt.flag, dest=opt.attr, default=None, help=f"{opt.help} [{opt.env}]")
+
+
+KNOWN_ENV_PREFIX = "KPOD_"
+_IGNORED_ENV = {"KPOD_BPF_DIR", "KPOD_LIBBPF"}
+
+
+def load(args: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from flags (`args`, None = unset) over environment over defaults."""
+    env = os.environ if env is None else env
+    args = args or {}
+    settings = Settings()
+    problems: list[str] = []
+    known_envs = {o.env for o in OPTIONS}
+    for key in sorted(env):
+        if key.startswith(KNOWN_ENV_PREFIX) and key not in known_envs and key not in _IGNORED_ENV:
+            problems.append(f"{key}: unknown setting (known: {', '.join(sorted(known_envs))})")
+    for opt in OPTIONS:
+        raw = args.get(opt.attr)
+        source = opt.flag
+        if raw is None:
+            raw = env.get(opt.env)
+            source = opt.env
+        if raw is None or (isinstance(raw, str) and raw == "" and opt.env.startswith("KPOD_")):
+            continue
+        try:
+            setattr(settings, opt.attr, opt.parse(raw))
+        except ValueError as exc:
+            problems.append(f"{source}: {raw!r} is invalid: {exc}")
+    problems += settings.validate()
+    for check in _EXTRA_VALIDATORS:
+        problems += check(settings)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def describe(settings: Settings) -> dict[str, str]:
+    """Settings as strings, for kpod_config_info and the landing page."""
+    return {f.name: str(getattr(settings, f.name)) for f in fields(settings)}
