@@ -20,6 +20,7 @@ from kpodmetrics.pods.owner import Owner, Resolver
 from kpodmetrics.samples import HistogramSample, Kind, Labels, Sample
 
 UNRESOLVED_KEY = "__unresolved__"
+AGENT_KEY = "__agent__"
 
 
 @dataclass(slots=True)
@@ -113,6 +114,19 @@ class SeriesStore:
                 self._drop_owner_locked(owner.key)
             self._prune_trackers_locked()
         return stats
+
+    def apply_agent(self, samples: Iterable[Sample | HistogramSample]) -> None:
+        """Fold agent self-metrics (no owner labels; never dropped with a pod)."""
+        now = time.time_ns()
+        scratch = ApplyStats()
+        with self._lock:
+            for s in samples:
+                family = fam_registry.get(s.family)
+                labels = self._static + s.labels
+                if isinstance(s, HistogramSample):
+                    self._add_histogram(family, labels, AGENT_KEY, s, now)
+                else:
+                    self._add_scalar(family, labels, AGENT_KEY, s, now, scratch)
 
     def _get(self, family: Family, labels: Labels, owner_key: str, now: int) -> Series:
         per_family = self._series.setdefault(family.name, {})

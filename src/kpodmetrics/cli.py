@@ -1,0 +1,56 @@
+"""Command line: `kpod-metrics run | probe | version`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from kpodmetrics import __version__, config
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kpod-metrics", description=__doc__)
+    sub = p.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run the agent")
+    config.add_arguments(run)
+    probe = sub.add_parser("probe", help="report which BPF programs can load and attach here")
+    config.add_arguments(probe)
+    sub.add_parser("version", help="print the version")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    command = args.command or "run"
+    if command == "version":
+        print(f"kpod-metrics {__version__}")
+        return 0
+    try:
+        from kpodmetrics.collectors import registry  # noqa: F401 - registers validators
+        settings = config.load(vars(args))
+    except config.ConfigError as exc:
+        print(f"kpod-metrics: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=getattr(logging, settings.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if command == "probe":
+        from kpodmetrics.probe import probe_report
+
+        print(probe_report(settings))
+        return 0
+    from kpodmetrics.service import StartupError, run
+
+    try:
+        asyncio.run(run(settings))
+    except StartupError as exc:
+        print(f"kpod-metrics: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,102 @@
+"""Shared life cycle of the eBPF collectors: load, attach, health, close.
+
+A subclass names its object, its metric maps (with their health index in the
+object's health ARRAY) and decodes entries; this class handles everything else,
+including turning load/attach failures into `CollectorUnavailable`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from kpodmetrics.bpf.errors import BpfError
+from kpodmetrics.bpf.libbpf import LibbpfMissing
+from kpodmetrics.bpf.loader import BpfObject, LoadOptions
+from kpodmetrics.bpf.maps import MapRead
+from kpodmetrics.bpf.structs import KpodMapHealth
+from kpodmetrics.collectors.base import CollectorUnavailable, MapHealth, ProgramStatus
+
+_log = logging.getLogger(__name__)
+
+
+class BpfCollectorBase:
+    """Owns one BpfObject. Subclasses set `name`, `object_name`, `health_map`,
+    `metric_maps` (map name -> health index) and implement `collect`."""
+
+    name = ""
+    object_name = ""
+    health_map = ""
+    metric_maps: Mapping[str, int] = {}
+
+    def __init__(self, *, legacy_maps: bool = False, max_entries: Mapping[str, int] | None = None,
+                 rodata: bytes | None = None, only: frozenset[str] | None = None) -> None:
+        self.obj: BpfObject | None = None
+        self._opts = LoadOptions(max_entries=dict(max_entries or {}), rodata=rodata, only=only,
+                                 legacy_maps=legacy_maps)
+        self._entries: dict[str, int] = {}
+
+    # -- life cycle ----------------------------------------------------------------
+
+    def start(self) -> None:
+        try:
+            obj = BpfObject(self.object_name, opts=self._opts).load()
+        except (BpfError, LibbpfMissing, OSError) as exc:
+            raise CollectorUnavailable(str(exc)) from exc
+        self.obj = obj
+        self.attach(obj)
+        if not obj.attached:
+            reasons = "; ".join(f"{n}: {st.reason}" for n, st in obj.programs.items())
+            obj.close()
+            self.obj = None
+            raise CollectorUnavailable(f"no program of {self.object_name} attached ({reasons})")
+
+    def attach(self, obj: BpfObject) -> None:
+        """Attach the programs; perf-event collectors override this."""
+        obj.attach()
+
+    def close(self) -> None:
+        if self.obj is not None:
+            self.obj.close()
+            self.obj = None
+
+    # -- reading -------------------------------------------------------------------
+
+    def read_map(self, name: str) -> MapRead:
+        assert self.obj is not None, f"{self.name}: collect before start"
+        read = self.obj.map(name).read_and_reset()
+        self._entries[name] = read.count
+        return read
+
+    def programs(self) -> Sequence[ProgramStatus]:
+        if self.obj is None:
+            return []
+        return [ProgramStatus(n, st.attached, st.reason) for n, st in self.obj.programs.items()]
+
+    def program_fds(self) -> dict[str, int]:
+        if self.obj is None:
+            return {}
+        return {n: self.obj.program_fd(n) for n, st in self.obj.programs.items() if st.loaded}
+
+    def map_health(self) -> Sequence[MapHealth]:
+        if self.obj is None or not self.health_map:
+            return []
+        raw = self.obj.map(self.health_map).read_all()
+        by_index = {
+            int.from_bytes(k, "little"): KpodMapHealth.from_buffer_copy(v)
+            for k, v in raw.items()
+        }
+        out = []
+        for map_name, idx in self.metric_maps.items():
+            h = by_index.get(idx)
+            m = self.obj.maps.get(map_name)
+            if m is None:
+                continue
+            out.append(MapHealth(
+                map=map_name,
+                capacity=m.max_entries,
+                entries=self._entries.get(map_name, 0),
+                entries_written=int(h.entries_written) if h else 0,
+                update_errors=int(h.update_errors) if h else 0,
+            ))
+        return out

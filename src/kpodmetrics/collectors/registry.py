@@ -1,0 +1,74 @@
+"""Which collectors exist, which profile turns each on, and how to build them.
+
+Profiles follow the seed: minimal = CPU scheduling, memory OOM, disk I/O; standard
+adds TCP, full memory signals, interface network, filesystem, and the cheap cgroup
+files (cpu.stat, pressure); comprehensive adds syscalls. Modules are imported lazily
+so a collector that is switched off costs nothing, not even its import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from kpodmetrics.collectors.base import Collector
+from kpodmetrics.config import PROFILES, Settings, add_validator
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    name: str
+    module: str
+    min_profile: str
+    description: str
+
+
+ENTRIES: tuple[Entry, ...] = (
+    Entry("cpu", "kpodmetrics.collectors.cpu", "minimal",
+          "eBPF: run-queue latency, context switches"),
+    Entry("mem", "kpodmetrics.collectors.mem", "minimal",
+          "eBPF: OOM kills (victim's cgroup), major page faults"),
+    Entry("diskio", "kpodmetrics.collectors.diskio", "minimal", "io.stat: disk bytes and ops"),
+    Entry("net", "kpodmetrics.collectors.net", "standard",
+          "eBPF: TCP bytes, retransmits, connections, RTT"),
+    Entry("memory", "kpodmetrics.collectors.memory", "standard",
+          "memory.current/peak/swap/stat/events"),
+    Entry("iface", "kpodmetrics.collectors.iface", "standard",
+          "/proc/<pid>/net/dev per pod network namespace"),
+    Entry("fs", "kpodmetrics.collectors.fs", "standard", "pod volume filesystems (statvfs)"),
+    Entry("cpustat", "kpodmetrics.collectors.cpustat", "standard", "cpu.stat usage, throttling"),
+    Entry("pressure", "kpodmetrics.collectors.pressure", "standard", "PSI stall time"),
+    Entry("syscall", "kpodmetrics.collectors.syscall", "comprehensive",
+          "eBPF: per-syscall count, errors, latency"),
+)
+BY_NAME = {e.name: e for e in ENTRIES}
+
+
+def enabled_names(settings: Settings) -> list[str]:
+    """Collectors the profile and the overrides switch on, in registry order."""
+    rank = PROFILES.index(settings.profile)
+    out = []
+    for e in ENTRIES:
+        on = PROFILES.index(e.min_profile) <= rank
+        on = settings.collectors.get(e.name, on)
+        if on:
+            out.append(e.name)
+    return out
+
+
+def create(name: str, settings: Settings) -> Collector:
+    """Build a collector (imports its module on first use)."""
+    module = importlib.import_module(BY_NAME[name].module)
+    collector: Collector = module.create(settings)
+    return collector
+
+
+def _check_names(settings: Settings) -> list[str]:
+    unknown = [n for n in settings.collectors if n not in BY_NAME]
+    if not unknown:
+        return []
+    return [f"KPOD_COLLECTORS/--collectors: unknown collector {n!r} "
+            f"(known: {', '.join(BY_NAME)})" for n in unknown]
+
+
+add_validator(_check_names)

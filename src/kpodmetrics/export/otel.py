@@ -1,0 +1,120 @@
+"""The series store as OpenTelemetry data: one model, two exits.
+
+Kernel data is already aggregated, and the OTel API cannot record a pre-aggregated
+histogram, so a small reader mixin appends `Metric` objects built from the store to
+whatever the SDK collected (opentelemetry-sdk 1.45 has no public MetricProducer).
+The Prometheus reader and the OTLP periodic reader both get the mixin, so both exits
+publish the same numbers. `_receive_metrics` is a private hook: the SDK minor version
+is pinned and tests/unit/test_otel_hook.py fails loudly if the hook changes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Gauge,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from kpodmetrics import __version__
+from kpodmetrics.export.store import SeriesStore
+from kpodmetrics.families import FamilyType
+from kpodmetrics.histogram import cumulative_at
+
+SCOPE = InstrumentationScope("kpodmetrics", __version__)
+
+OTLP_ATTRIBUTE_NAMES = {
+    "namespace": "k8s.namespace.name",
+    "pod": "k8s.pod.name",
+    "container": "k8s.container.name",
+    "node": "k8s.node.name",
+}
+"""Semantic-convention names on the OTLP exit; Prometheus keeps the short labels."""
+
+
+class StoreProducer:
+    """Builds OTel `Metric`s from the store, renaming attributes for its exit."""
+
+    def __init__(self, store: SeriesStore, rename: Mapping[str, str] | None = None,
+                 with_units: bool = True) -> None:
+        self.store = store
+        self.rename = dict(rename or {})
+        self.with_units = with_units
+
+    def produce(self) -> list[Metric]:
+        now = time.time_ns()
+        rename = self.rename
+        out: list[Metric] = []
+        for family, rows in self.store.snapshot():
+            if not rows:
+                continue
+            unit = family.unit if self.with_units else ""
+            if family.type is FamilyType.HISTOGRAM:
+                bounds = family.bounds()
+                points = []
+                for s in rows:
+                    cum = cumulative_at(s.slots, family.bucket_exponents) if s.slots else [0] * len(bounds)
+                    total = s.count
+                    per_bucket = [c - p for c, p in zip(cum, [0, *cum[:-1]], strict=True)]
+                    per_bucket.append(total - (cum[-1] if cum else 0))
+                    points.append(HistogramDataPoint(
+                        attributes={rename.get(k, k): v for k, v in s.labels},
+                        start_time_unix_nano=s.start_ns, time_unix_nano=now,
+                        count=total, sum=s.total * family.scale,
+                        bucket_counts=per_bucket, explicit_bounds=bounds,
+                        min=None, max=None,  # type: ignore[arg-type]
+                    ))
+                data: Any = Histogram(points, AggregationTemporality.CUMULATIVE)
+            else:
+                nps = [
+                    NumberDataPoint(
+                        attributes={rename.get(k, k): v for k, v in s.labels},
+                        start_time_unix_nano=s.start_ns, time_unix_nano=now,
+                        value=s.value,
+                    )
+                    for s in rows
+                ]
+                if family.type is FamilyType.COUNTER:
+                    data = Sum(nps, AggregationTemporality.CUMULATIVE, is_monotonic=True)
+                else:
+                    data = Gauge(nps)
+            out.append(Metric(family.name, family.help, unit, data))
+        return out
+
+
+class ProducerReaderMixin:
+    """Appends producer output to the SDK's own collection before export."""
+
+    _producers: list[Callable[[], list[Metric]]]
+
+    def __init__(self, *args: Any, producers: list[Callable[[], list[Metric]]] | None = None,
+                 **kwargs: Any) -> None:
+        self._producers = list(producers or [])
+        super().__init__(*args, **kwargs)
+
+    def _receive_metrics(self, metrics_data: MetricsData | None, timeout_millis: float = 10_000,
+                         **kwargs: Any) -> None:
+        extra = [m for p in self._producers for m in p()]
+        if extra:
+            if metrics_data is None or not metrics_data.resource_metrics:
+                raise RuntimeError("SDK produced no resource metrics: keep one SDK instrument")
+            rms = list(metrics_data.resource_metrics)
+            rm = rms[0]
+            rms[0] = ResourceMetrics(
+                resource=rm.resource, schema_url=rm.schema_url,
+                scope_metrics=[*rm.scope_metrics, ScopeMetrics(SCOPE, extra, "")],
+            )
+            metrics_data = MetricsData(resource_metrics=rms)
+        super()._receive_metrics(metrics_data, timeout_millis=timeout_millis, **kwargs)  # type: ignore[misc]

@@ -1,0 +1,332 @@
+"""Start-up, the collection loop and graceful shutdown: one place owns them all.
+
+Start: pick the mode (standalone or Kubernetes), find the cgroup root, start every
+enabled collector in a worker thread (one that cannot start is reported down, the
+rest go on), bind HTTP, run a first collection. Loop: every poll interval, refresh
+the resolver, run collectors concurrently off the event loop, fold samples into the
+store, render the exposition once. Stop: cancel the loop, close collectors (links
+destroyed, objects closed), stop HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from kpodmetrics import selfmetrics
+from kpodmetrics.collectors import registry
+from kpodmetrics.collectors.base import (
+    CollectContext,
+    Collector,
+    CollectorUnavailable,
+)
+from kpodmetrics.config import Settings
+from kpodmetrics.export.http import Exposition, HttpState, make_app
+from kpodmetrics.export.pipeline import Pipeline
+from kpodmetrics.export.store import SeriesStore
+from kpodmetrics.histogram import slot_of
+from kpodmetrics.pods import cgroupfs
+from kpodmetrics.pods.owner import Resolver
+from kpodmetrics.pods.standalone import StandaloneResolver
+from kpodmetrics.samples import HistogramSample, Kind, Sample
+
+_log = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The agent cannot start; the message names the cause and the remedy."""
+
+
+@dataclass
+class CollectorSlot:
+    name: str
+    collector: Collector | None
+    reason: str = ""
+    last_duration: float = 0.0
+    errors: int = 0
+
+
+class Agent:
+    """The running agent."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.node = settings.node_name or socket.gethostname()
+        self.mode = "standalone"
+        self.cgroup_root = ""
+        self.resolver: Resolver | None = None
+        self.kube: Any = None
+        self.store = SeriesStore(static_labels=(("node", self.node),),
+                                 unresolved=settings.unresolved)
+        self.pipeline: Pipeline | None = None
+        self.exposition = Exposition()
+        self.slots: list[CollectorSlot] = []
+        self.cycles = 0
+        self.first_metrics_at: float | None = None
+        self.started_at = time.monotonic()
+        self._runner: web.AppRunner | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._cycle_lock = asyncio.Lock()
+        self.bound_port: int | None = None
+
+    # -- start-up ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        try:
+            self.cgroup_root = cgroupfs.detect_root(s.cgroup_root or None)
+        except cgroupfs.CgroupRootNotFound as exc:
+            raise StartupError(str(exc)) from exc
+        self.mode = await self._choose_mode()
+        if self.mode == "kubernetes":
+            from kpodmetrics.pods import kubernetes  # noqa: PLC0415 - only in cluster mode
+
+            self.kube = await kubernetes.start_kubernetes(s, self.cgroup_root)
+            self.resolver = self.kube.resolver
+        else:
+            self.resolver = StandaloneResolver(self.cgroup_root, grace_seconds=s.grace_period)
+        self.pipeline = Pipeline(self.store, self.node)
+        await self._start_collectors()
+        await self._start_http()
+        await self.collect_once()
+        self._loop_task = asyncio.create_task(self._loop(), name="kpod-collection-loop")
+
+    async def _choose_mode(self) -> str:
+        s = self.settings
+        if s.mode == "standalone":
+            return "standalone"
+        try:
+            from kpodmetrics.pods import kubernetes  # noqa: PLC0415
+        except ImportError as exc:
+            if s.mode == "kubernetes":
+                raise StartupError(f"Kubernetes mode unavailable: {exc}") from exc
+            return "standalone"
+        if s.mode == "kubernetes" or kubernetes.cluster_configured(s):
+            return "kubernetes"
+        return "standalone"
+
+    async def _start_collectors(self) -> None:
+        names = registry.enabled_names(self.settings)
+
+        def build(name: str) -> CollectorSlot:
+            try:
+                collector = registry.create(name, self.settings)
+            except ImportError as exc:
+                return CollectorSlot(name, None, f"not available in this build: {exc}")
+            except CollectorUnavailable as exc:
+                return CollectorSlot(name, None, str(exc))
+            try:
+                collector.start()
+            except CollectorUnavailable as exc:
+                _log.warning("collector %s is down: %s", name, exc)
+                return CollectorSlot(name, None, str(exc))
+            except Exception as exc:  # a broken collector must not stop the agent
+                _log.exception("collector %s failed to start", name)
+                return CollectorSlot(name, None, f"start failed: {exc!r}")
+            return CollectorSlot(name, collector)
+
+        self.slots = list(await asyncio.gather(*(asyncio.to_thread(build, n) for n in names)))
+        for slot in self.slots:
+            if slot.collector is not None:
+                _log.info("collector %s started", slot.name)
+
+    async def _start_http(self) -> None:
+        state = HttpState(self.exposition, self.is_ready, self.landing_rows)
+        app = make_app(state)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.address, self.settings.port,
+                           reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise StartupError(
+                f"cannot listen on {self.settings.address}:{self.settings.port}: "
+                f"{exc.strerror or exc}. Is another agent running? Choose another port with "
+                "--port / KPOD_PORT"
+            ) from exc
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            self.bound_port = server.sockets[0].getsockname()[1]
+        _log.info("serving /metrics on %s:%s", self.settings.address, self.bound_port)
+
+    # -- the loop --------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        interval = self.settings.poll_interval
+        next_at = time.monotonic() + interval
+        while not self._stop.is_set():
+            delay = max(0.0, next_at - time.monotonic())
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await self.collect_once()
+            except Exception:  # keep collecting; the error is logged and counted
+                _log.exception("collection cycle failed")
+            next_at += interval
+            if next_at < time.monotonic():  # fell behind: skip, do not pile up
+                next_at = time.monotonic() + interval
+
+    async def collect_once(self) -> None:
+        """One cycle: refresh owners, collect, fold, render."""
+        assert self.resolver is not None and self.pipeline is not None
+        async with self._cycle_lock:
+            t0 = time.monotonic()
+            resolver = self.resolver
+            await asyncio.to_thread(resolver.refresh)
+            ctx = CollectContext(targets=resolver.targets(), cgroup_root=self.cgroup_root,
+                                 proc_root=self.settings.proc_root)
+            live = [s for s in self.slots if s.collector is not None]
+            results = await asyncio.gather(
+                *(asyncio.to_thread(self._run_collector, s, ctx) for s in live)
+            )
+            samples = [x for r in results for x in r]
+            stats = await asyncio.to_thread(self.store.apply, samples, resolver)
+            await asyncio.to_thread(self._fold_self_metrics, ctx, stats.unresolved,
+                                    time.monotonic() - t0)
+            body = await asyncio.to_thread(self.pipeline.render)
+            self.exposition.set(body)
+            self.cycles += 1
+            if self.first_metrics_at is None:
+                self.first_metrics_at = time.monotonic()
+
+    @staticmethod
+    def _run_collector(slot: CollectorSlot, ctx: CollectContext) -> list[Sample | HistogramSample]:
+        assert slot.collector is not None
+        t0 = time.monotonic()
+        try:
+            out = list(slot.collector.collect(ctx))
+        except Exception:
+            slot.errors += 1
+            _log.exception("collector %s failed this cycle", slot.name)
+            out = []
+        slot.last_duration = time.monotonic() - t0
+        return out
+
+    def _fold_self_metrics(self, ctx: CollectContext, unresolved: int, elapsed: float) -> None:
+        out: list[Sample | HistogramSample] = []
+        for slot in self.slots:
+            lab = (("collector", slot.name),)
+            up = slot.collector is not None
+            out.append(Sample(selfmetrics.COLLECTOR_UP.name, 0, 1.0 if up else 0.0, Kind.GAUGE, lab))
+            if not up:
+                out.append(Sample(selfmetrics.COLLECTOR_STATUS.name, 0, 1.0, Kind.GAUGE,
+                                  (*lab, ("program", ""), ("reason", _short(slot.reason)))))
+                continue
+            assert slot.collector is not None
+            out.append(Sample(selfmetrics.COLLECTOR_DURATION.name, 0, slot.last_duration,
+                              Kind.GAUGE, lab))
+            out.append(Sample(selfmetrics.COLLECTOR_ERRORS.name, 0, float(slot.errors),
+                              Kind.CUMULATIVE, lab, source=slot.name))
+            out.append(Sample(selfmetrics.CGROUP_READ_ERRORS.name, 0,
+                              float(ctx.errors.get(slot.name, 0)), Kind.DELTA, lab))
+            for prog in slot.collector.programs():
+                if not prog.attached:
+                    out.append(Sample(selfmetrics.COLLECTOR_STATUS.name, 0, 1.0, Kind.GAUGE,
+                                      (*lab, ("program", prog.program),
+                                       ("reason", _short(prog.reason)))))
+            for h in slot.collector.map_health():
+                ml = (("map", h.map),)
+                out += [
+                    Sample(selfmetrics.MAP_ENTRIES.name, 0, float(h.entries), Kind.GAUGE, ml),
+                    Sample(selfmetrics.MAP_CAPACITY.name, 0, float(h.capacity), Kind.GAUGE, ml),
+                    Sample(selfmetrics.MAP_WRITES.name, 0, float(h.entries_written),
+                           Kind.CUMULATIVE, ml, source=slot.name),
+                    Sample(selfmetrics.MAP_ERRORS.name, 0, float(h.update_errors),
+                           Kind.CUMULATIVE, ml, source=slot.name),
+                ]
+        out.append(Sample(selfmetrics.UNRESOLVED.name, 0, float(unresolved), Kind.DELTA))
+        slots = [0] * 40
+        slots[slot_of(int(elapsed * 1e9), 40)] = 1
+        out.append(HistogramSample(selfmetrics.CYCLE.name, 0, tuple(slots), int(elapsed * 1e9)))
+        self.store.apply_agent(out)
+
+    # -- state for HTTP ----------------------------------------------------------------
+
+    def is_ready(self) -> bool:
+        if self.cycles == 0:
+            return False
+        return bool(self.kube is None or self.kube.ready)
+
+    def landing_rows(self) -> list[tuple[str, str, str]]:
+        return [(s.name, "up" if s.collector is not None else "down", s.reason)
+                for s in self.slots]
+
+    # -- shutdown ----------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stop.wait()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            try:
+                await self._loop_task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._loop_task = None
+        async with self._cycle_lock:
+            await asyncio.gather(*(asyncio.to_thread(_close, s) for s in self.slots))
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.kube is not None:
+            await self.kube.close()
+            self.kube = None
+        if self.pipeline is not None:
+            self.pipeline.shutdown()
+            self.pipeline = None
+
+
+def _close(slot: CollectorSlot) -> None:
+    if slot.collector is not None:
+        try:
+            slot.collector.close()
+        except Exception:
+            _log.exception("closing collector %s", slot.name)
+
+
+def _short(reason: str, limit: int = 200) -> str:
+    reason = " ".join(reason.split())
+    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
+
+
+async def run(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT; always clean up."""
+    agent = Agent(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, agent.request_stop)
+    try:
+        await agent.start()
+        _log.info("kpod-metrics running (mode=%s, profile=%s, node=%s, cgroup root=%s)",
+                  agent.mode, settings.profile, agent.node, agent.cgroup_root)
+        await agent.wait_stopped()
+        _log.info("stopping")
+    finally:
+        await agent.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def iter_env_summary(settings: Settings) -> Iterable[str]:
+    yield f"pid={os.getpid()} profile={settings.profile} interval={settings.poll_interval}s"
