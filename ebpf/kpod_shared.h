@@ -35,4 +35,8 @@ struct kpod_map_health {
 #define KPOD_HEALTH_CPU_START 1
 #define KPOD_HEALTH_CPU_N 2
 
+/* ---- net.bpf.c (TCP) structs below this line ---- */
+
+/* ---- mem.bpf.c and syscall.bpf.c structs below this line ---- */
+
 #endif

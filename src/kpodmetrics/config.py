@@ -121,6 +121,36 @@ OPTIONS: list[Option] = [
            _choice("debug", "info", "warning", "error"), "log level (default info)"),
 ]
 
+# -- pod attribution options (Kubernetes mode) -----------------------------------------
+
+MAX_POD_LABELS = 10
+_LABEL_KEY = re.compile(
+    r"^(?:[a-z0-9]([-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+
+
+def parse_pod_labels(text: str) -> tuple[str, ...]:
+    """Pod label keys copied onto series as label_<key>; bounded because every
+    distinct value multiplies the series count."""
+    keys = tuple(dict.fromkeys(parse_list(text)))
+    bad = [k for k in keys if not _LABEL_KEY.match(k)]
+    if bad:
+        raise ValueError(f"not a Kubernetes label key: {', '.join(bad)}")
+    if len(keys) > MAX_POD_LABELS:
+        raise ValueError(f"at most {MAX_POD_LABELS} pod labels (got {len(keys)})")
+    return keys
+
+
+OPTIONS += [
+    Option("namespaces", "KPOD_NAMESPACES", "--namespaces", parse_list,
+           "only export pods of these namespaces (names or globs; default all)"),
+    Option("exclude_namespaces", "KPOD_EXCLUDE_NAMESPACES", "--exclude-namespaces", parse_list,
+           "never export pods of these namespaces (names or globs; default none)"),
+    Option("pod_labels", "KPOD_POD_LABELS", "--pod-labels", parse_pod_labels,
+           f"pod labels copied onto series as label_<key> (at most {MAX_POD_LABELS})"),
+]
+
 
 @dataclass
 class Settings:
@@ -139,6 +169,9 @@ class Settings:
     unresolved: str = "aggregate"
     legacy_maps: bool = False
     log_level: str = "info"
+    namespaces: tuple[str, ...] = ()
+    exclude_namespaces: tuple[str, ...] = ()
+    pod_labels: tuple[str, ...] = ()
 
     def validate(self) -> list[str]:
         """Cross-field and range checks; one message per bad key."""

@@ -35,7 +35,11 @@ class KpodMapHealth(ctypes.Structure):
     ]
 
 
-# BTF struct name -> mirror, for the layout test
+# ---- net.bpf.c (TCP) mirrors below this line ----
+
+# ---- mem.bpf.c and syscall.bpf.c mirrors below this line ----
+
+# BTF struct name -> mirror, for the layout test (add yours here)
 MIRRORS: dict[str, type[ctypes.Structure]] = {
     "kpod_hist": KpodHist,
     "kpod_cpu_stats": KpodCpuStats,

@@ -65,6 +65,9 @@ class PodCgroup:
     runtime: str = ""
     pod_level: bool = False
     """True only for the pod directory itself (what file collectors read per pod)."""
+    nested: bool = False
+    """True below the pod or container directory (sub-cgroups, unknown children): such
+    a directory's files are already counted in its parent's, so it is never a target."""
 
 
 def unescape(segment: str) -> str:
@@ -117,9 +120,9 @@ def parse(path: str) -> PodCgroup | None:
         found = _container(rest[0])
         if found is None:
             # an unknown child of the pod directory: still the pod's, not a container
-            return PodCgroup(uid)
+            return PodCgroup(uid, nested=True)
         cid, runtime = found
-        return PodCgroup(uid, cid, runtime)
+        return PodCgroup(uid, cid, runtime, nested=len(rest) > 1 or not cid)
     return None
 
 

@@ -41,7 +41,9 @@ class PodInfo:
 
 
 def label_name(key: str) -> str:
-    """Pod label key -> Prometheus label name: `app.kubernetes.io/name` -> `label_app_kubernetes_io_name`."""
+    """Pod label key -> Prometheus label name.
+
+    `app.kubernetes.io/name` -> `label_app_kubernetes_io_name`."""
     return "label_" + _LABEL_NAME.sub("_", key)
 
 

@@ -1,0 +1,41 @@
+"""Reading cgroup and /proc files with the three outcomes the collectors need.
+
+- the file is there: its bytes (bounded, so a hostile or runaway file cannot eat memory);
+- the file is absent while its directory exists, or the kernel refuses the read as
+  unsupported (PSI switched off at boot or per cgroup): `None`, "not available", no error;
+- anything else (the cgroup or pid vanished, permission denied, I/O error): an OSError
+  the caller counts as a read error for this cycle and skips.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+DEFAULT_LIMIT = 1 << 20
+_UNSUPPORTED = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENODEV})
+
+
+class Vanished(OSError):
+    """The directory (cgroup or /proc/<pid>) is gone: skip the rest of it this cycle."""
+
+
+def read_bounded(path: str, limit: int = DEFAULT_LIMIT) -> bytes:
+    """Read at most `limit` bytes; raises OSError like open/read do."""
+    with open(path, "rb") as fh:
+        return fh.read(limit)
+
+
+def read_optional(dirpath: str, name: str, limit: int = DEFAULT_LIMIT) -> bytes | None:
+    """A cgroup interface file, or None when this kernel/cgroup does not provide it."""
+    path = os.path.join(dirpath, name)
+    try:
+        return read_bounded(path, limit)
+    except FileNotFoundError:
+        if not os.path.isdir(dirpath):
+            raise Vanished(errno.ENOENT, "cgroup vanished", dirpath) from None
+        return None
+    except OSError as exc:
+        if exc.errno in _UNSUPPORTED:
+            return None
+        raise

@@ -1,0 +1,40 @@
+"""Finding a live process of a pod and the namespaces it lives in.
+
+Network and mount namespaces are reached through a process: `/proc/<pid>/ns/*`
+(stat gives the namespace inode, its identity) and `/proc/<pid>/net/dev`,
+`/proc/<pid>/mountinfo`, `/proc/<pid>/root`. Processes exit at any time, so each
+attempt may fail; callers try a few pids and count the failures.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from kpodmetrics.collectors.base import CollectContext
+from kpodmetrics.collectors.cgroupfiles.targets import (
+    MAX_PIDS_TRIED,
+    PodGroup,
+    candidate_dirs,
+    read_procs,
+)
+
+
+def ns_inode(proc_root: str, pid: int | str, ns: str) -> int:
+    """Inode of the `ns` namespace ("net", "mnt") of a process; raises OSError."""
+    return os.stat(os.path.join(proc_root, str(pid), "ns", ns)).st_ino
+
+
+def pids_by_dir(
+    group: PodGroup, known_paths: set[str], ctx: CollectContext, collector: str
+) -> Iterator[tuple[str, list[int]]]:
+    """(cgroup dir, up to MAX_PIDS_TRIED of its pids) for each dir that has processes.
+    An unreadable or vanished cgroup.procs is counted and skipped."""
+    for d in candidate_dirs(group, known_paths):
+        try:
+            pids = read_procs(d)
+        except OSError:
+            ctx.count_error(collector)
+            continue
+        if pids:
+            yield d, pids[:MAX_PIDS_TRIED]

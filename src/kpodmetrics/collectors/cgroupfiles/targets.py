@@ -1,0 +1,85 @@
+"""Which cgroups each kind of signal is read from, so nothing is counted twice.
+
+cgroup v2 files are hierarchical: a pod directory's io.stat, memory.current and
+cpu.stat already include its containers. Per-cgroup signals are therefore read from
+container-level cgroups, and from the pod-level cgroup only when the pod has no
+container-level target (then it is the only reading of that pod). Standalone, every
+cgroup is its own pod and is read as such (nested cgroups each show their subtree).
+
+Per-pod signals (network namespace, volumes) are read once per `pod_key` and
+attributed to the pod-level cgroup (or, without one, the pod's shallowest cgroup).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from kpodmetrics.collectors.cgroupfiles.files import read_bounded
+from kpodmetrics.collectors.cgroupfiles.formats import lines_of
+from kpodmetrics.pods.owner import CgroupRef
+
+MAX_PIDS_TRIED = 3
+
+
+def _group_key(ref: CgroupRef) -> str:
+    return ref.pod_key or ref.path
+
+
+def per_cgroup_targets(targets: Sequence[CgroupRef]) -> list[CgroupRef]:
+    """Refs whose own files are reported (see module docstring)."""
+    has_container: set[str] = {_group_key(r) for r in targets if not r.pod_level}
+    return [r for r in targets if not r.pod_level or _group_key(r) not in has_container]
+
+
+@dataclass(frozen=True, slots=True)
+class PodGroup:
+    """The cgroups of one pod: `anchor` receives the per-pod series."""
+
+    key: str
+    anchor: CgroupRef
+    members: tuple[CgroupRef, ...]
+    """anchor first, then the other cgroups by path."""
+
+
+def pod_groups(targets: Sequence[CgroupRef]) -> list[PodGroup]:
+    """Targets grouped by pod, ordered by anchor path (ancestors before descendants)."""
+    groups: dict[str, list[CgroupRef]] = {}
+    for ref in targets:
+        groups.setdefault(_group_key(ref), []).append(ref)
+    out: list[PodGroup] = []
+    for key, refs in groups.items():
+        refs.sort(key=lambda r: (not r.pod_level, len(r.path), r.path))
+        out.append(PodGroup(key, refs[0], tuple(refs)))
+    out.sort(key=lambda g: g.anchor.path)
+    return out
+
+
+def read_procs(cgroup_dir: str) -> list[int]:
+    """pids in `cgroup.procs` (raises OSError when unreadable)."""
+    pids = []
+    for line in lines_of(read_bounded(os.path.join(cgroup_dir, "cgroup.procs"))):
+        token = line.strip()
+        if token.isdecimal() and token.isascii() and 0 < len(token) <= 10:
+            pids.append(int(token))
+    return pids
+
+
+def candidate_dirs(group: PodGroup, known_paths: set[str]) -> Iterator[str]:
+    """Where to look for the pod's processes: its cgroups, then child directories of
+    the anchor that are not targets themselves (containers the resolver did not list).
+    In standalone mode every directory is a target, so a parent never borrows its
+    children's processes."""
+    for ref in group.members:
+        yield ref.path
+    try:
+        with os.scandir(group.anchor.path) as entries:
+            children = sorted(
+                e.path for e in entries if e.is_dir(follow_symlinks=False)
+            )
+    except OSError:
+        return
+    for child in children:
+        if child not in known_paths:
+            yield child

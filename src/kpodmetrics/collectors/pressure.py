@@ -1,0 +1,63 @@
+"""Pressure stall information per cgroup from cpu/memory/io.pressure `total=` (usec).
+
+"some" (at least one task stalled) is exported as `..._waiting_seconds_total`, "full"
+(all non-idle tasks stalled at once) as `..._stalled_seconds_total`. cpu.pressure has
+no "full" line before 5.13, and the files fail with EOPNOTSUPP when PSI is off
+(psi=0): both mean "not available", not an error.
+"""
+
+from __future__ import annotations
+
+from kpodmetrics import families
+from kpodmetrics.collectors.base import CollectContext
+from kpodmetrics.collectors.cgroupfiles.formats import parse_psi
+from kpodmetrics.collectors.cgroupfiles.percgroup import PerCgroupCollector
+from kpodmetrics.config import Settings
+from kpodmetrics.families import Family, FamilyType
+from kpodmetrics.pods.owner import CgroupRef
+from kpodmetrics.samples import Kind, Sample
+
+NAME = "pressure"
+RESOURCES = ("cpu", "memory", "io")
+FAMILIES = families.register(
+    *(
+        fam
+        for res in RESOURCES
+        for fam in (
+            Family(f"kpod_pressure_{res}_waiting_seconds_total", FamilyType.COUNTER,
+                   f"Time at least one task of the cgroup stalled on {res} "
+                   f"({res}.pressure some total).", "seconds"),
+            Family(f"kpod_pressure_{res}_stalled_seconds_total", FamilyType.COUNTER,
+                   f"Time all non-idle tasks of the cgroup stalled on {res} at once "
+                   f"({res}.pressure full total).", "seconds"),
+        )
+    )
+)
+
+
+class PressureCollector(PerCgroupCollector):
+    name = NAME
+    families = FAMILIES
+    files = tuple(f"{res}.pressure" for res in RESOURCES)
+
+    def samples_for(
+        self, ref: CgroupRef, contents: dict[str, bytes], ctx: CollectContext
+    ) -> list[Sample]:
+        out = []
+        for res in RESOURCES:
+            data = contents.get(f"{res}.pressure")
+            if data is None:
+                continue
+            parsed = parse_psi(data)
+            if parsed.malformed:
+                ctx.count_error(self.name, parsed.malformed)
+            for row, suffix in (("some", "waiting"), ("full", "stalled")):
+                pairs = parsed.rows.get(row)
+                if pairs is not None:
+                    out.append(Sample(f"kpod_pressure_{res}_{suffix}_seconds_total",
+                                      ref.cgroup_id, pairs["total"] / 1e6, Kind.CUMULATIVE))
+        return out
+
+
+def create(settings: Settings) -> PressureCollector:
+    return PressureCollector()

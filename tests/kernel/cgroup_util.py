@@ -1,0 +1,108 @@
+"""Test cgroups in the unified (v2) hierarchy, created and always removed by the test.
+
+Only cgroups named kpod-test-* that the test itself created are touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from kpodmetrics.pods import cgroupfs
+
+HELPERS = Path(__file__).resolve().parent.parent / "helpers"
+BUILD = Path(os.environ.get("KPOD_TEST_BUILD", "/tmp/kpod-test-helpers"))
+
+
+def unified_root() -> str:
+    return cgroupfs.detect_root(None)
+
+
+class KernelCgroup:
+    """A cgroup v2 directory owned by one test."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.id = os.stat(path).st_ino
+        self.rel = "/" + os.path.relpath(path, unified_root())
+
+    def add(self, pid: int) -> None:
+        with open(os.path.join(self.path, "cgroup.procs"), "w") as fh:
+            fh.write(str(pid))
+
+    def pids(self) -> list[int]:
+        with open(os.path.join(self.path, "cgroup.procs")) as fh:
+            return [int(x) for x in fh.read().split()]
+
+    def kill_all(self) -> None:
+        for _ in range(50):
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def make_cgroups(*names: str, parent: str | None = None) -> Iterator[list[KernelCgroup]]:
+    """Create kpod-test-<uuid>/<name> for each name; kill their tasks and remove all after."""
+    root = parent or unified_root()
+    base = os.path.join(root, f"kpod-test-{uuid.uuid4().hex[:10]}")
+    os.mkdir(base)
+    made: list[KernelCgroup] = []
+    try:
+        for n in names:
+            p = os.path.join(base, n)
+            os.makedirs(p)
+            made.append(KernelCgroup(p))
+        yield made
+    finally:
+        remove_tree(base)
+
+
+def remove_tree(base: str) -> None:
+    """Kill every task below `base` and rmdir bottom-up."""
+    for dirpath, _dirs, _files in sorted(os.walk(base), key=lambda t: -t[0].count("/")):
+        with contextlib.suppress(OSError):
+            KernelCgroup(dirpath).kill_all()
+        for _ in range(100):
+            try:
+                os.rmdir(dirpath)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.05)
+
+
+def build_helper(name: str) -> str:
+    """Compile tests/helpers/<name>.c (cached by mtime) and return the binary path."""
+    src = HELPERS / f"{name}.c"
+    BUILD.mkdir(parents=True, exist_ok=True)
+    out = BUILD / name
+    if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
+        subprocess.run(["cc", "-O2", "-Wall", "-o", str(out), str(src)], check=True)
+    return str(out)
+
+
+def spawn_in(cg: KernelCgroup, argv: list[str], **kw: object) -> subprocess.Popen[bytes]:
+    """Start argv so that it is in `cg` before it executes (no window outside it)."""
+    path = os.path.join(cg.path, "cgroup.procs")
+
+    def enter() -> None:
+        with open(path, "w") as fh:
+            fh.write(str(os.getpid()))
+
+    return subprocess.Popen(argv, preexec_fn=enter, **kw)  # type: ignore[call-overload]
+
+
+PYTHON = sys.executable
