@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from kpodmetrics import families
+from kpodmetrics.bpf.maps import MapRead
 from kpodmetrics.bpf.structs import KpodCpuStats, u64_key
 from kpodmetrics.collectors.base import CollectContext
 from kpodmetrics.collectors.bpf_base import BpfCollectorBase
@@ -40,17 +41,21 @@ class CpuSchedCollector(BpfCollectorBase):
     families = (RUNQUEUE, CONTEXT_SWITCHES)
 
     def collect(self, ctx: CollectContext) -> Iterator[Sample | HistogramSample]:
-        read = self.read_map("cpu_stats")
-        for key, value in read.items():
-            cg = u64_key(key)
-            st = KpodCpuStats.from_buffer_copy(value)
-            slots = tuple(st.runq.slots)
-            if any(slots):
-                yield HistogramSample(RUNQUEUE.name, cg, slots, int(st.runq.sum))
-            if st.nvcsw:
-                yield Sample(CONTEXT_SWITCHES.name, cg, float(st.nvcsw), labels=_VOL)
-            if st.nivcsw:
-                yield Sample(CONTEXT_SWITCHES.name, cg, float(st.nivcsw), labels=_INVOL)
+        return decode(self.read_map("cpu_stats"))
+
+
+def decode(read: MapRead) -> Iterator[Sample | HistogramSample]:
+    """Samples from one snap of cpu_stats (cgroup id -> struct kpod_cpu_stats)."""
+    for key, value in read.items():
+        cg = u64_key(key)
+        st = KpodCpuStats.from_buffer_copy(value)
+        slots = tuple(st.runq.slots)
+        if any(slots):
+            yield HistogramSample(RUNQUEUE.name, cg, slots, int(st.runq.sum))
+        if st.nvcsw:
+            yield Sample(CONTEXT_SWITCHES.name, cg, float(st.nvcsw), labels=_VOL)
+        if st.nivcsw:
+            yield Sample(CONTEXT_SWITCHES.name, cg, float(st.nivcsw), labels=_INVOL)
 
 
 def create(settings: Settings) -> CpuSchedCollector:
