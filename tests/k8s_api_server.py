@@ -76,6 +76,11 @@ def make_pod(
     return pod
 
 
+def _flag(value: str | None) -> bool:
+    """Booleans as the API server parses them (Go's strconv.ParseBool)."""
+    return value in ("1", "t", "T", "true", "TRUE", "True")
+
+
 def status(code: int, reason: str, message: str) -> dict[str, Any]:
     return {
         "kind": "Status",
@@ -105,6 +110,7 @@ class FakeApiServer:
         self.bookmark_interval = bookmark_interval
         self.requests: list[dict[str, str]] = []
         self._failures: list[tuple[int, dict[str, Any]]] = []
+        self._watch_failures: list[tuple[int, dict[str, Any]]] = []
         self._watches: list[_Watch] = []
         self._streams: list[web.StreamResponse] = []
         self.app = web.Application()
@@ -217,10 +223,12 @@ class FakeApiServer:
         for w in self._watches:
             w.queue.put_nowait(data + b"\n")
 
-    def fail_next(self, code: int, n: int = 1, message: str = "") -> None:
+    def fail_next(self, code: int, n: int = 1, message: str = "", *, watch_only: bool = False) -> None:
+        """The next `n` requests (or only watch requests) get HTTP `code` with a Status."""
         reason = {403: "Forbidden", 401: "Unauthorized", 410: "Gone"}.get(code, "InternalError")
         body = status(code, reason, message or f"injected {code}")
-        self._failures.extend([(code, body)] * n)
+        target = self._watch_failures if watch_only else self._failures
+        target.extend([(code, body)] * n)
 
     async def disconnect_watches(self, *, abrupt: bool = True) -> None:
         """End every open watch: cut the connection (`abrupt`) or end the stream cleanly
@@ -259,7 +267,10 @@ class FakeApiServer:
                     status(400, "BadRequest", f"field label not supported: {key}"), status=400
                 )
             node = value
-        if q.get("watch") in ("true", "1"):
+        if _flag(q.get("watch")):
+            if self._watch_failures:
+                code, body = self._watch_failures.pop(0)
+                return web.json_response(body, status=code)
             return await self._watch(request, q, node)
         items = [p for p in self.pods.values() if self._selected(p, node)]
         for p in items:
@@ -294,7 +305,7 @@ class FakeApiServer:
         self._watches.append(w)
         self._streams.append(resp)
         timeout = float(q.get("timeoutSeconds") or 3600)
-        bookmarks = q.get("allowWatchBookmarks") == "true" and self.bookmark_interval > 0
+        bookmarks = _flag(q.get("allowWatchBookmarks")) and self.bookmark_interval > 0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:

@@ -75,3 +75,12 @@ def test_any_json_is_a_pod_or_malformed(obj: Any) -> None:
     except MalformedPod:
         return
     assert isinstance(got, PodInfo) and got.uid and got.name and got.namespace
+
+
+def test_backoff_bounds() -> None:
+    from kpodmetrics.pods.watcher import backoff_delay
+
+    lo = [backoff_delay(n, 0.5, 30.0, lambda: 0.0) for n in range(1, 10)]
+    hi = [backoff_delay(n, 0.5, 30.0, lambda: 1.0) for n in range(1, 10)]
+    assert lo == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0]
+    assert hi == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]

@@ -1,0 +1,89 @@
+"""Start the agent as a real process and scrape it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class AgentProc:
+    proc: subprocess.Popen[bytes]
+    port: int
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}",
+                                        timeout=timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def samples(self) -> list[tuple[str, dict[str, str], float]]:
+        _, body = self.get("/metrics")
+        return [(s.name, dict(s.labels), s.value)
+                for fam in text_string_to_metric_families(body.decode())
+                for s in fam.samples]
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                out = self.proc.stdout.read().decode() if self.proc.stdout else ""
+                raise AssertionError(f"agent exited with {self.proc.returncode}: {out}")
+            with contextlib.suppress(OSError):
+                if self.get("/readyz", timeout=1)[0] == 200:
+                    return
+            time.sleep(0.1)
+        raise AssertionError("agent not ready in time")
+
+
+@contextlib.contextmanager
+def run_agent(*args: str, env: dict[str, str] | None = None) -> Iterator[AgentProc]:
+    port = free_port()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("KPOD_")}
+    full_env.update(env or {})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kpodmetrics", "run", "--address", "127.0.0.1",
+         "--port", str(port), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env,
+    )
+    agent = AgentProc(proc, port)
+    try:
+        agent.wait_ready()
+        yield agent
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def loaded_kpod_programs(settle: float = 3.0) -> list[str]:
+    """Our programs still loaded, after letting deferred frees (RCU) finish."""
+    deadline = time.monotonic() + settle
+    while True:
+        out = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True).stdout
+        left = [line for line in out.splitlines() if " name kpod_" in line]
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.1)

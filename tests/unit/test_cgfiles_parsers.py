@@ -1,0 +1,175 @@
+"""Parsers of the cgroup v2 and procfs formats: real variants, malformed lines, fuzzing."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kpodmetrics.collectors.cgroupfiles.formats import (
+    parse_flat_keyed,
+    parse_io_stat,
+    parse_psi,
+    parse_single,
+)
+from kpodmetrics.collectors.cgroupfiles.mountinfo import parse_mountinfo
+from kpodmetrics.collectors.cgroupfiles.netdev import IfaceCounters, parse_net_dev
+
+from .test_cgfiles_helpers import FIXTURES
+
+
+def read(rel: str) -> bytes:
+    return (FIXTURES / rel).read_bytes()
+
+
+def test_io_stat_without_and_with_discard_keys() -> None:
+    old = parse_io_stat(read("v4.15/pod/ctr-a/io.stat"))
+    assert old.malformed == 0
+    assert old.rows == {
+        "8:0": {"rbytes": 1459200, "wbytes": 314773504, "rios": 192, "wios": 353},
+        "253:1": {"rbytes": 4096, "wbytes": 0, "rios": 1, "wios": 0},
+    }
+    new = parse_io_stat(read("v6.8/pod/ctr-a/io.stat"))
+    assert new.rows["8:16"]["dbytes"] == 4096 and new.rows["8:16"]["wbytes"] == 2097152
+
+
+def test_io_stat_malformed_lines_are_skipped_and_counted() -> None:
+    parsed = parse_io_stat(read("broken/pod/ctr-a/io.stat"))
+    # "garbage" and "8:1 rbytes=abc" are malformed; "8:2" lacks wios but is well formed
+    assert parsed.malformed == 2
+    assert set(parsed.rows) == {"8:0", "8:2"}
+    assert "wios" not in parsed.rows["8:2"]
+
+
+def test_cpu_stat_variants() -> None:
+    old = parse_flat_keyed(read("v4.15/pod/ctr-a/cpu.stat"))
+    assert old.malformed == 0 and old.values["throttled_usec"] == 250000
+    new = parse_flat_keyed(read("v6.8/pod/ctr-a/cpu.stat"))
+    assert new.malformed == 0
+    assert new.values["core_sched.force_idle_usec"] == 0
+    assert new.values["nr_bursts"] == 3 and new.values["usage_usec"] == 123456789
+
+
+def test_flat_keyed_malformed() -> None:
+    parsed = parse_flat_keyed(read("broken/pod/ctr-a/cpu.stat"))
+    # "user_usec" (no value) and "nr_periods 1 2" are malformed; "-5" parses (negative)
+    assert parsed.malformed == 2
+    assert parsed.values == {"usage_usec": 1000000, "system_usec": -5}
+
+
+def test_memory_stat_old_and_new_field_sets() -> None:
+    old = parse_flat_keyed(read("v4.15/pod/ctr-a/memory.stat"))
+    new = parse_flat_keyed(read("v6.8/pod/ctr-a/memory.stat"))
+    assert old.malformed == new.malformed == 0
+    assert (old.values["anon"], old.values["file"], old.values["pgmajfault"]) == (
+        52428800, 41943040, 17)
+    assert (new.values["anon"], new.values["file"], new.values["pgmajfault"]) == (
+        201326592, 50331648, 789)
+
+
+def test_psi_with_and_without_full() -> None:
+    cpu_old = parse_psi(read("v5.10/pod/ctr-a/cpu.pressure"))
+    assert cpu_old.malformed == 0 and cpu_old.rows == {"some": {"total": 1234567}}
+    cpu_new = parse_psi(read("v6.8/pod/ctr-a/cpu.pressure"))
+    assert cpu_new.rows == {"some": {"total": 2000000}, "full": {"total": 1000000}}
+    broken = parse_psi(read("broken/pod/ctr-a/cpu.pressure"))
+    assert broken.malformed == 1 and broken.rows == {"some": {"total": 1000}}
+
+
+def test_single_value() -> None:
+    assert parse_single(b"8388608\n") == 8388608
+    assert parse_single(b"max\n") is None
+    assert parse_single(b"") is None
+    assert parse_single(b"1\n2\n") is None
+    assert parse_single("\u0661\u0662\n".encode()) is None  # unicode digits are not kernel output
+
+
+def test_net_dev_current_and_old_layout() -> None:
+    cur = parse_net_dev(read("proc/net_dev_v6"))
+    assert cur.malformed == 0
+    assert cur.interfaces["eth0"] == IfaceCounters(1843205, 12034, 1, 2, 998877, 8123, 3, 4)
+    assert set(cur.interfaces) == {"lo", "eth0", "net1"}
+    old = parse_net_dev(read("proc/net_dev_old"))
+    assert old.interfaces["eth0"].rx_bytes == 4294967296
+    assert old.interfaces["eth0"].tx_packets == 4
+
+
+def test_mountinfo_fields_and_escapes() -> None:
+    parsed = parse_mountinfo(read("proc/mountinfo_pod"))
+    assert parsed.malformed == 0
+    by_mp = {m.mountpoint: m for m in parsed.mounts}
+    assert by_mp["/data copy"].dev == (259, 3) and by_mp["/data copy"].root == "/sub"
+    assert by_mp["/"].fstype == "overlay"
+    assert by_mp["/mnt/nfs"].source == "10.0.0.5:/export"
+    assert by_mp["/dev/pts"].fstype == "devpts"  # "master:1" optional field handled
+    assert parse_mountinfo(b"1 2 3:4 / /x rw - \n").malformed == 1  # no fs type/source
+
+
+# -- fuzzing: any bytes never raise; garbage added to a valid file changes nothing
+#    but the malformed count ------------------------------------------------------
+
+PARSERS = (parse_io_stat, parse_psi, parse_flat_keyed, parse_net_dev, parse_mountinfo)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_parsers_never_raise_on_random_bytes(data: bytes) -> None:
+    for parser in PARSERS:
+        parser(data)
+    parse_single(data)
+
+
+VALID = {
+    parse_io_stat: "v6.8/pod/ctr-a/io.stat",
+    parse_psi: "v6.8/pod/ctr-a/cpu.pressure",
+    parse_flat_keyed: "v6.8/pod/ctr-a/memory.stat",
+    parse_net_dev: "proc/net_dev_v6",
+    parse_mountinfo: "proc/mountinfo_pod",
+}
+
+# lines that no parser accepts: no key/value shape, no digits where numbers go
+garbage_line = st.text(
+    alphabet=st.characters(blacklist_characters="\n0123456789:=|-", blacklist_categories=("Cs",)),
+    min_size=1, max_size=40,
+).filter(lambda s: s.strip() != "")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(garbage_line, min_size=1, max_size=5), st.randoms())
+def test_garbage_lines_are_skipped_and_counted(junk: list[str], rnd: object) -> None:
+    import random
+
+    assert isinstance(rnd, random.Random)
+    for parser, rel in VALID.items():
+        lines = read(rel).decode().splitlines()
+        baseline = parser(read(rel))
+        mixed = list(lines)
+        for j in junk:
+            # a line of words without separators: at least 3 words so no 2-token
+            # `key value` or mountinfo shape can accept it
+            mixed.insert(rnd.randint(2 if parser is parse_net_dev else 0, len(mixed)),
+                         f"{j} x y")
+        parsed = parser("\n".join(mixed).encode())
+        assert parsed.malformed == len(junk), (parser.__name__, mixed)
+        if parser is parse_net_dev:
+            assert parsed.interfaces == baseline.interfaces  # type: ignore[attr-defined]
+        elif parser is parse_mountinfo:
+            assert parsed.mounts == baseline.mounts  # type: ignore[attr-defined]
+        elif parser is parse_flat_keyed:
+            assert parsed.values == baseline.values  # type: ignore[attr-defined]
+        else:
+            assert parsed.rows == baseline.rows  # type: ignore[attr-defined]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=200), st.sampled_from(sorted(VALID.values())))
+def test_truncated_files_never_raise_and_keep_whole_lines(cut: int, rel: str) -> None:
+    data = read(rel)
+    cut_data = data[: max(0, len(data) - cut)]
+    for parser in PARSERS:
+        parser(cut_data)
+    if rel.endswith("io.stat"):
+        full = parse_io_stat(data)
+        part = parse_io_stat(cut_data)
+        for dev, pairs in part.rows.items():
+            # a cut inside a number shortens it but never invents a key
+            assert set(pairs) <= set(full.rows[dev])
