@@ -20,7 +20,8 @@ def sysfs(tmp_path: Path) -> Path:
     """A /sys with one named block device (8:0 -> sda) and one symlink-only (253:1)."""
     root = tmp_path / "sys"
     (root / "devices" / "sda").mkdir(parents=True)
-    (root / "devices" / "sda" / "uevent").write_text("MAJOR=8\nMINOR=0\nDEVNAME=sda\nDEVTYPE=disk\n")
+    (root / "devices" / "sda" / "uevent").write_text(
+        "MAJOR=8\nMINOR=0\nDEVNAME=sda\nDEVTYPE=disk\n")
     (root / "devices" / "dm-1").mkdir()
     (root / "dev" / "block").mkdir(parents=True)
     (root / "dev" / "block" / "8:0").symlink_to(root / "devices" / "sda")

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from kpodmetrics.collectors.base import CollectContext
 from kpodmetrics.pods.owner import CgroupRef, Owner
-from kpodmetrics.samples import HistogramSample, Sample
+from kpodmetrics.samples import HistogramSample, Labels, Sample
+
+Key = tuple[str, int, Labels]
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "cgroup"
 
@@ -32,9 +34,9 @@ def standalone_ref(path: Path, cgroup_id: int, rel: str) -> CgroupRef:
                      pod_level=True)
 
 
-def scalar(samples: Iterable[Sample | HistogramSample]) -> dict[tuple[str, int, tuple[tuple[str, str], ...]], float]:
+def scalar(samples: Iterable[Sample | HistogramSample]) -> dict[Key, float]:
     """(family, cgroup id, labels) -> value; fails on duplicates (nothing is reported twice)."""
-    out: dict[tuple[str, int, tuple[tuple[str, str], ...]], float] = {}
+    out: dict[Key, float] = {}
     for s in samples:
         assert isinstance(s, Sample)
         key = (s.family, s.cgroup_id, s.labels)

@@ -163,7 +163,7 @@ def test_fs_reports_pod_volume_once_with_statvfs_values(tmp_path: Path) -> None:
 def test_fs_skips_when_path_is_not_the_mounted_device(tmp_path: Path) -> None:
     volume = tmp_path / "volume"
     volume.mkdir()
-    proc, p = _fs_proc(tmp_path, volume, "2502 2401 7:99 / /swapped rw - ext4 /dev/loop99 rw\n")
+    proc, _ = _fs_proc(tmp_path, volume, "2502 2401 7:99 / /swapped rw - ext4 /dev/loop99 rw\n")
     (tmp_path / "container-root" / "swapped").symlink_to("/")  # a different device
     pod = make_pod(tmp_path, "pod", {"ctr-a": "300\n"})
     ctx = ctx_for(k8s_refs(pod, ["ctr-a"]), str(proc))

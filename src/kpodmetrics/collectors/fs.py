@@ -15,6 +15,10 @@ What counts as a pod volume:
   PVCs, memory-backed emptyDir, projected and other tmpfs volumes are;
 - standalone: not a device the host's own mount namespace (`<proc_root>/1`) has.
 
+The host is `<proc_root>/1` unless another `host_pid` is given. If its namespace
+cannot be read nothing is reported and one error is counted per cycle: without it
+every node disk could pass for a pod volume.
+
 A device (major:minor) is reported once per pod under its smallest mountpoint, and
 the statvfs result is used only when the path still is that device (a container
 could swap a parent directory for a symlink; we never report a host path by mistake).
@@ -114,6 +118,10 @@ class FsCollector(FileCollector):
     name = NAME
     families = FAMILIES
 
+    def __init__(self, host_pid: int = 1) -> None:
+        self.host_pid = host_pid
+        """A process in the host's mount namespace (init of the host procfs by default)."""
+
     def collect(self, ctx: CollectContext) -> Iterable[Sample | HistogramSample]:
         host = self._host(ctx)
         if host is None:
@@ -130,8 +138,10 @@ class FsCollector(FileCollector):
 
     def _host(self, ctx: CollectContext) -> _Host | None:
         try:
-            mnt_ns = ns_inode(ctx.proc_root, 1, "mnt")
-            data = read_bounded(os.path.join(ctx.proc_root, "1", "mountinfo"), MOUNTINFO_LIMIT)
+            mnt_ns = ns_inode(ctx.proc_root, self.host_pid, "mnt")
+            data = read_bounded(
+                os.path.join(ctx.proc_root, str(self.host_pid), "mountinfo"), MOUNTINFO_LIMIT
+            )
         except OSError:
             # without the host's table every node disk would look like a pod volume
             ctx.count_error(self.name)

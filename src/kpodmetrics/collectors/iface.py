@@ -4,7 +4,8 @@ All containers of a pod share one network namespace, so it is read once per pod
 (through any process of the pod) and attributed to the pod-level cgroup. A namespace
 is reported once per cycle even if several targets reach it (standalone nested
 cgroups): the first target in path order, i.e. the outermost, owns it. Pods on the
-host network (namespace inode equal to that of `<proc_root>/1/ns/net`) are skipped:
+host network (namespace inode equal to that of `<proc_root>/1/ns/net`, pid 1
+unless configured otherwise) are skipped:
 those counters are the node's, not the pod's. `lo` is skipped by default.
 
 Readings are CUMULATIVE with `source="netns:<inode>"`, so a pod whose sandbox (and
@@ -55,12 +56,14 @@ class IfaceCollector(FileCollector):
     name = NAME
     families = FAMILIES
 
-    def __init__(self, skip_interfaces: Sequence[str] = ("lo",)) -> None:
+    def __init__(self, skip_interfaces: Sequence[str] = ("lo",), host_pid: int = 1) -> None:
         self.skip = frozenset(skip_interfaces)
+        self.host_pid = host_pid
+        """A process in the host's namespaces (init of the host procfs by default)."""
 
     def collect(self, ctx: CollectContext) -> Iterable[Sample | HistogramSample]:
         try:
-            host_net = ns_inode(ctx.proc_root, 1, "net")
+            host_net = ns_inode(ctx.proc_root, self.host_pid, "net")
         except OSError:
             # without the host's namespace every host-network pod would be reported
             # with the node's counters: report nothing rather than something wrong
