@@ -17,7 +17,7 @@ import pytest
 from kpodmetrics.bpf.structs import KpodCpuStats, u64_key
 from kpodmetrics.collectors.cpu import CpuSchedCollector
 from tests.conftest import require_root
-from tests.kernel.cgroup_util import KernelCgroup, build_helper, spawn_in, make_cgroups
+from tests.kernel.cgroup_util import KernelCgroup, build_helper, make_cgroups, spawn_in
 
 WORK_MS = 1500
 
@@ -81,7 +81,10 @@ def test_runqueue_wait_charged_to_the_waiting_cgroup(collector_factory, legacy):
             assert p.stdout is not None
             assert p.stdout.readline() == b"done\n"
         oracle = {p.pid: run_delay_ns(p.pid) - base[p.pid] for p in procs}
-        oracle_cs = {p.pid: tuple(a - b for a, b in zip(ctx_switches(p.pid), base_cs[p.pid], strict=True)) for p in procs}
+        oracle_cs = {
+            p.pid: tuple(a - b for a, b in zip(ctx_switches(p.pid), base_cs[p.pid], strict=True))
+            for p in procs
+        }
         read = collector.read_map("cpu_stats")
         for p in procs:
             p.kill()

@@ -111,7 +111,7 @@ def test_histograms_add_slots_and_sums() -> None:
     store = SeriesStore()
     store.apply([HistogramSample(H.name, 1, (1, 2, 0, 0), 10)], r)
     store.apply([HistogramSample(H.name, 1, (0, 1, 3, 1), 90)], r)
-    (fam, rows), = [x for x in store.snapshot() if x[0].name == H.name]
+    (_fam, rows), = [x for x in store.snapshot() if x[0].name == H.name]
     assert rows[0].slots == [1, 3, 3, 1]
     assert rows[0].total == 100
     assert rows[0].count == 8

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from kpodmetrics.bpf import libbpf
 
@@ -45,10 +46,10 @@ def btf_typedef_exists(name: str) -> bool:
     return int(lib.btf__find_by_name_kind(btf, name.encode(), libbpf.BTF_KIND_TYPEDEF)) > 0
 
 
-_btf_handle = None
+_btf_handle: Any = None
 
 
-def _vmlinux_btf():  # type: ignore[no-untyped-def]
+def _vmlinux_btf() -> Any:
     global _btf_handle
     if _btf_handle is None:
         lib, ffi = libbpf.lib(), libbpf.ffi

@@ -107,7 +107,7 @@ def lib() -> Any:
             ) from exc
         _libc = ffi.dlopen(None)
 
-        @ffi.callback("int(int, const char *, void *)")
+        @ffi.callback("int(int, const char *, void *)")  # type: ignore[untyped-decorator]
         def _print(level: int, fmt: Any, ap: Any) -> int:
             buf = ffi.new("char[]", 4096)
             _libc.vsnprintf(buf, 4096, fmt, ap)

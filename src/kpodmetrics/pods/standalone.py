@@ -17,7 +17,7 @@ from kpodmetrics.pods.owner import CgroupRef, Owner
 
 
 class StandaloneResolver:
-    owner_label_names = ("cgroup",)
+    owner_label_names: tuple[str, ...] = ("cgroup",)
 
     def __init__(
         self,
