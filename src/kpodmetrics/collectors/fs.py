@@ -35,7 +35,7 @@ from kpodmetrics.collectors.base import CollectContext
 from kpodmetrics.collectors.cgroupfiles.collector import FileCollector
 from kpodmetrics.collectors.cgroupfiles.files import read_bounded
 from kpodmetrics.collectors.cgroupfiles.mountinfo import Mount, parse_mountinfo
-from kpodmetrics.collectors.cgroupfiles.procs import ns_inode, pids_by_dir
+from kpodmetrics.collectors.cgroupfiles.procs import host_pid, ns_inode, pids_by_dir
 from kpodmetrics.collectors.cgroupfiles.targets import PodGroup, pod_groups
 from kpodmetrics.config import Settings
 from kpodmetrics.families import Family, FamilyType
@@ -216,4 +216,4 @@ class FsCollector(FileCollector):
 
 
 def create(settings: Settings) -> FsCollector:
-    return FsCollector()
+    return FsCollector(host_pid=host_pid(settings.host_pid, settings.proc_root))

@@ -23,7 +23,7 @@ from kpodmetrics.collectors.base import CollectContext
 from kpodmetrics.collectors.cgroupfiles.collector import FileCollector
 from kpodmetrics.collectors.cgroupfiles.files import read_bounded
 from kpodmetrics.collectors.cgroupfiles.netdev import IfaceCounters, parse_net_dev
-from kpodmetrics.collectors.cgroupfiles.procs import ns_inode, pids_by_dir
+from kpodmetrics.collectors.cgroupfiles.procs import host_pid, ns_inode, pids_by_dir
 from kpodmetrics.collectors.cgroupfiles.targets import PodGroup, pod_groups
 from kpodmetrics.config import Settings
 from kpodmetrics.families import Family, FamilyType
@@ -126,4 +126,4 @@ def read_netns(proc_root: str, pid: int) -> tuple[int, bytes]:
 
 
 def create(settings: Settings) -> IfaceCollector:
-    return IfaceCollector()
+    return IfaceCollector(host_pid=host_pid(settings.host_pid, settings.proc_root))

@@ -38,3 +38,25 @@ def pids_by_dir(
             continue
         if pids:
             yield d, pids[:MAX_PIDS_TRIED]
+
+
+def host_pid(setting: str, proc_root: str) -> int:
+    """The pid whose network and mount namespaces are the host's.
+
+    `auto`: pid 1 of the proc root when its namespace links are readable (a DaemonSet
+    with /host/proc and CAP_SYS_PTRACE, a plain host); otherwise, when the proc root is
+    this process's own /proc (standalone on a host whose pid 1 is hidden, e.g. inside a
+    sandbox), this process: standalone agents run in the host's namespaces.
+    """
+    if setting == "self":
+        return os.getpid()
+    if setting.isdigit():
+        return int(setting)
+    try:
+        ns_inode(proc_root, 1, "net")
+        ns_inode(proc_root, 1, "mnt")
+        return 1
+    except OSError:
+        if os.path.realpath(proc_root) == "/proc":
+            return os.getpid()
+        return 1
