@@ -23,7 +23,10 @@ def probe_report(settings: Settings) -> str:
         try:
             progs = collector.programs()
             ok = sum(1 for p in progs if p.attached)
-            lines.append(f"{entry.name:10s} up           {ok}/{len(progs)} programs attached")
+            if progs:
+                lines.append(f"{entry.name:10s} up           {ok}/{len(progs)} programs attached")
+            else:
+                lines.append(f"{entry.name:10s} up           {entry.description}")
             for p in progs:
                 if not p.attached:
                     lines.append(f"{'':10s}   {p.program}: {p.reason}")

@@ -90,3 +90,15 @@ def test_bad_settings_fail_with_one_clear_message(args: list[str], needle: str) 
                         *args], capture_output=True, text=True, timeout=60)
     assert r.returncode in (1, 2)
     assert needle in r.stderr
+
+
+@pytest.mark.e2e
+def test_probe_reports_each_collector() -> None:
+    require_root()
+    r = subprocess.run([sys.executable, "-m", "kpodmetrics", "probe"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = {line.split()[0]: line for line in r.stdout.splitlines() if line and line[0] != " "}
+    assert lines["cpu"].split()[1] == "up"
+    assert "3/3 programs attached" in lines["cpu"]
+    assert loaded_kpod_programs() == []
