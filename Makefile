@@ -16,7 +16,10 @@ APT_BUILD := clang llvm libbpf-dev bpftool
 APT_TEST := $(APT_BUILD) libbpf-tools prometheus stress-ng iproute2 nftables linux-perf libseccomp2
 PORT ?= 9090
 
-.PHONY: all deps-run deps-test venv venv-dev bpf vmlinux run test test-unit test-kernel test-e2e lint typecheck clean bench bench-quick
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= kpod-metrics:$(VERSION)
+
+.PHONY: image all deps-run deps-test venv venv-dev bpf vmlinux run test test-unit test-kernel test-e2e lint typecheck clean bench bench-quick
 
 all: bpf
 
@@ -69,6 +72,10 @@ bench: deps-test
 
 bench-quick: deps-test
 	$(PY) -m benchmarks.run --quick
+
+## container image (needs a Docker engine; multi-arch: docker buildx build --platform linux/amd64,linux/arm64)
+image:
+	docker build -t $(IMAGE) .
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache

@@ -44,6 +44,10 @@ def detect_root(override: str | None = None) -> str:
                 f"cgroup root {override!r} does not exist: set --cgroup-root / KPOD_CGROUP_ROOT "
                 "to the cgroup v2 mount (e.g. /sys/fs/cgroup, or /host/sys/fs/cgroup in a pod)"
             )
+        # a hybrid host's /sys/fs/cgroup mounted into a pod: its v2 tree is unified/
+        unified = os.path.join(override, "unified")
+        if not is_cgroup2(override) and is_cgroup2(unified):
+            return unified
         return override
     for cand in DEFAULT_CANDIDATES:
         if is_cgroup2(cand):
