@@ -1,0 +1,133 @@
+"""Userspace cost of the agent as the number of cgroups grows.
+
+For each size, real cgroups are created once; for each profile an agent starts
+(start-up to first metrics is timed at that size), its metric maps are kept filled with
+one synthetic entry per cgroup, and over a window of cycles we take the agent's CPU
+time (/proc/<pid>/stat), its own cycle histogram and collector durations, and RSS.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks import bpfinfo, cgroups, mapfill, procs
+
+
+def _window(agent: procs.Agent, cycles: int, poll: float) -> dict[str, object]:
+    s0 = agent.scrape()
+    c0 = procs.cpu_seconds(agent.pid)
+    t0 = time.monotonic()
+    n0, sum0 = agent.cycles(s0)
+    time.sleep(cycles * poll + poll / 2)
+    s1 = agent.scrape()
+    c1 = procs.cpu_seconds(agent.pid)
+    t1 = time.monotonic()
+    n1, sum1 = agent.cycles(s1)
+    n = n1 - n0
+    mem = procs.memory_kib(agent.pid)
+    return {
+        "cycles": n,
+        "window_s": t1 - t0,
+        "cpu_s": c1 - c0,
+        "cpu_per_cycle_s": (c1 - c0) / n if n else None,
+        "wall_per_cycle_s": (sum1 - sum0) / n if n else None,
+        "rss_kib": mem.get("VmRSS"),
+        "peak_rss_kib": mem.get("VmHWM"),
+        "series": s1.series,
+        "exposition_bytes": len(s1.text.encode()),
+        "collector_s": s1.by_label("kpod_collector_duration_seconds", "collector"),
+        "map_entries": s1.by_label("kpod_bpf_map_entries", "map"),
+        "collectors_down": sorted(c for c, v in
+                                  s1.by_label("kpod_collector_up", "collector").items() if not v),
+    }
+
+
+def pyspy(pid: int, out: Path, seconds: int = 10) -> dict[str, object]:
+    """Sample the agent with py-spy; returns the top functions by own and total time."""
+    exe = Path(sys.executable).parent / "py-spy"
+    if not exe.exists():
+        return {"error": "py-spy not installed (pip install -e '.[bench]')"}
+    raw = out.with_suffix(".txt")
+    r = subprocess.run([str(exe), "record", "--pid", str(pid), "--duration", str(seconds),
+                        "--rate", "200", "--nonblocking", "--format", "raw", "--output", str(raw)],
+                       capture_output=True, text=True, timeout=seconds + 60)
+    if r.returncode != 0 or not raw.exists():
+        return {"error": (r.stderr or r.stdout).strip()[-300:]}
+    return {"raw": raw.name, **hot_spots(raw.read_text())}
+
+
+def hot_spots(collapsed: str, top: int = 15) -> dict[str, object]:
+    """Collapsed stacks ('a;b;c 12') -> top frames by self and by inclusive samples.
+
+    Idle waiting (epoll, thread pool queue get, sleeps) is counted separately so that
+    the lists show where CPU goes, not where threads park.
+    """
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = idle = 0
+    idle_words = ("select (selectors.py", "_worker (concurrent/futures/thread.py",
+                  "wait (threading.py", "_run_once (asyncio", "get (queue.py")
+    for line in collapsed.splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        count = int(n)
+        frames = stack.split(";")
+        total += count
+        leaf = frames[-1]
+        if any(w in leaf for w in idle_words):
+            idle += count
+            continue
+        own[leaf] = own.get(leaf, 0) + count
+        for f in set(frames):
+            incl[f] = incl.get(f, 0) + count
+    busy = max(total - idle, 1)
+
+    def rank(d: dict[str, int]) -> list[dict[str, object]]:
+        return [{"frame": f, "samples": c, "share_of_busy": c / busy}
+                for f, c in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
+
+    return {"samples": total, "idle_samples": idle, "self": rank(own), "inclusive": rank(incl)}
+
+
+def run(reg: procs.Registry, sizes: list[int], profiles: list[str], poll: float, cycles: int,
+        outdir: Path, profile_if: Callable[[str, int, dict[str, object]], bool] | None = None,
+        ) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for n in sizes:
+        t0 = time.monotonic()
+        with cgroups.created(n) as cg:
+            made = time.monotonic() - t0
+            for profile in profiles:
+                row: dict[str, object] = {"cgroups": len(cg.ids), "profile": profile,
+                                          "create_s": made}
+                agent = procs.Agent(reg, profile, poll, tag=f"-scale{n}")
+                try:
+                    row["startup_s"] = agent.wait_ready()
+                    s = agent.scrape()
+                    metric_maps = set(s.by_label("kpod_bpf_map_capacity", "map"))
+                    targets = mapfill.choose(bpfinfo.maps(), agent.m.bpf.map_ids, metric_maps)
+                    with mapfill.Filler(targets, cg.ids, period=max(poll / 4, 0.05)) as filler:
+                        time.sleep(poll * 2)  # warm-up: the tree walk and the first full maps
+                        row.update(_window(agent, cycles, poll))
+                        row["filled_maps"] = filler.entries
+                        row["fill_errors"] = filler.errors
+                        if profile_if is not None and profile_if(profile, n, row):
+                            print(f"  py-spy on the agent at {n} cgroups, {profile}",
+                                  file=sys.stderr)
+                            row["pyspy"] = pyspy(agent.pid,
+                                                 outdir / f"pyspy_{profile}_{n}.svg")
+                except procs.AgentDown as exc:
+                    row["error"] = str(exc)
+                finally:
+                    agent.stop()
+                rows.append(row)
+                cpu = row.get("cpu_per_cycle_s")
+                print(f"  scale {n:>5} cgroups {profile:<13} cpu/cycle="
+                      f"{(cpu or 0) * 1e3:7.1f} ms rss={row.get('rss_kib', 0) or 0:>7} KiB",
+                      file=sys.stderr)
+    return rows

@@ -1,0 +1,185 @@
+"""The issue's targets, judged against one run's results: met, missed (by how much,
+and what would close it) or not measured (and why)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+MB = 1_000_000
+MIB = 1024 * 1024
+CYCLE_CPU_S = 0.200
+RSS_MIB = 120
+MAP_BYTES = 8 * MB
+STARTUP_S = 2.0
+TARGET_CGROUPS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    target: str
+    status: str  # met | missed | not measured
+    measured: str
+    limit: str
+    gap: str = ""
+    closing: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"target": self.target, "status": self.status, "measured": self.measured,
+                "limit": self.limit, "gap": self.gap, "closing": self.closing}
+
+
+def _ratio(slow: dict[str, Any], cfg: str, workload: str) -> float | None:
+    c = slow.get(cfg)
+    if not c or c.get("down"):
+        return None
+    r = (c["workloads"].get(workload) or {}).get("ratio")
+    return float(r["median"]) if r else None
+
+
+def _slowdown(slow: dict[str, Any], kpod: str, peer: str, hint: str) -> Verdict:
+    name = f"sched-pipe slowdown {kpod} <= {peer}'s"
+    a, b = _ratio(slow, kpod, "sched-pipe"), _ratio(slow, peer, "sched-pipe")
+    if a is None or b is None:
+        why = [f"{n} {(slow.get(n) or {}).get('down') or 'not run'}"
+               for n, v in ((kpod, a), (peer, b)) if v is None]
+        return Verdict(name, "not measured", "", "", closing="; ".join(why))
+    measured, limit = f"{(a - 1) * 100:+.1f}%", f"{(b - 1) * 100:+.1f}%"
+    if a <= b:
+        return Verdict(name, "met", measured, limit, gap=f"{(b - a) * 100:.1f} pp under")
+    return Verdict(name, "missed", measured, limit, gap=f"{(a - b) * 100:.1f} pp over",
+                   closing=hint)
+
+
+def _switch_cost(kcost: dict[str, Any]) -> Verdict:
+    name = "ns per sched_switch event <= runqlat's program"
+    rows = kcost.get("programs", []) if kcost else []
+
+    def pick(owner_prefix: str) -> dict[str, Any] | None:
+        for r in rows:
+            if r["owner"].startswith(owner_prefix) and "switch" in r["program"] \
+                    and r.get("ns_per_event"):
+                return dict(r)
+        return None
+
+    ours, theirs = pick("kpod-"), pick("runqlat")
+    if ours is None or theirs is None:
+        return Verdict(name, "not measured", "", "",
+                       closing="no sched_switch program with events for "
+                               + ("kpod-metrics" if ours is None else "runqlat"))
+    a, b = float(ours["ns_per_event"]), float(theirs["ns_per_event"])
+    m = f"{a:.0f} ns ({ours['program']})"
+    lim = f"{b:.0f} ns ({theirs['program']})"
+    if a <= b:
+        return Verdict(name, "met", m, lim, gap=f"{b - a:.0f} ns under")
+    return Verdict(name, "missed", m, lim, gap=f"{a - b:.0f} ns ({a / b - 1:+.0%}) over",
+                   closing="the program does more per switch than runqlat (per-cgroup LRU "
+                           "lookup, context-switch counters, health counters): a per-CPU "
+                           "LRU map removes the shared-bucket contention, and counting "
+                           "switches from cpu.stat / schedstat instead of the hook would "
+                           "leave only the latency histogram in the hot path")
+
+
+def _at(scale: list[dict[str, Any]], profile: str, n: int = TARGET_CGROUPS) -> dict[str, Any] | None:
+    for r in scale:
+        if r.get("profile") == profile and r.get("cgroups") == n and not r.get("error"):
+            return r
+    return None
+
+
+def _hot(row: dict[str, Any]) -> str:
+    spy = row.get("pyspy") or {}
+    frames = [f"{f['frame']} {f['share_of_busy']:.0%}" for f in (spy.get("self") or [])[:4]]
+    return ("py-spy hot spots (self time): " + "; ".join(frames)) if frames else ""
+
+
+def _cycle_cpu(scale: list[dict[str, Any]]) -> Verdict:
+    name = f"cycle CPU <= 200 ms at {TARGET_CGROUPS:,} cgroups, comprehensive"
+    r = _at(scale, "comprehensive")
+    if r is None or r.get("cpu_per_cycle_s") is None:
+        return Verdict(name, "not measured", "", "200 ms",
+                       closing=f"no comprehensive run at {TARGET_CGROUPS} cgroups (quick mode?)")
+    v = float(r["cpu_per_cycle_s"])
+    m = f"{v * 1e3:.0f} ms"
+    if v <= CYCLE_CPU_S:
+        return Verdict(name, "met", m, "200 ms", gap=f"{(CYCLE_CPU_S - v) * 1e3:.0f} ms under")
+    coll = r.get("collector_s") or {}
+    worst = sorted(coll.items(), key=lambda kv: -kv[1])[:3]
+    parts = [", ".join(f"{c} {s * 1e3:.0f} ms" for c, s in worst)]
+    hot = _hot(r)
+    return Verdict(name, "missed", m, "200 ms", gap=f"{(v - CYCLE_CPU_S) * 1e3:.0f} ms over",
+                   closing="slowest collectors (wall): " + parts[0]
+                           + (". " + hot if hot else ""))
+
+
+def _rss(scale: list[dict[str, Any]]) -> Verdict:
+    name = f"RSS <= 120 MiB at {TARGET_CGROUPS:,} cgroups"
+    rows = [r for r in scale if r.get("cgroups") == TARGET_CGROUPS and r.get("rss_kib")]
+    if not rows:
+        return Verdict(name, "not measured", "", "120 MiB",
+                       closing=f"no run at {TARGET_CGROUPS} cgroups (quick mode?)")
+    worst = max(rows, key=lambda r: r["rss_kib"])
+    v = worst["rss_kib"] / 1024
+    m = f"{v:.0f} MiB ({worst['profile']})"
+    if v <= RSS_MIB:
+        return Verdict(name, "met", m, "120 MiB", gap=f"{RSS_MIB - v:.0f} MiB under")
+    return Verdict(name, "missed", m, "120 MiB", gap=f"{v - RSS_MIB:.0f} MiB over",
+                   closing="per-series state and the rendered exposition grow with cgroups; "
+                           + (_hot(worst) or "profile with py-spy / tracemalloc"))
+
+
+def _maps(slow: dict[str, Any]) -> Verdict:
+    name = "kernel map memory <= 8 MB with defaults"
+    sums = {c["profile"]: sum(int(m.get("bytes_memlock") or 0) for m in c.get("maps", []))
+            for c in slow.values() if c.get("kind") == "kpod" and c.get("maps")}
+    if not sums:
+        return Verdict(name, "not measured", "", "8 MB", closing="no agent ran")
+    prof = max(sums, key=lambda p: sums[p])
+    v = sums[prof]
+    m = f"{v / MB:.2f} MB ({prof})"
+    if v <= MAP_BYTES:
+        return Verdict(name, "met", m, "8 MB", gap=f"{(MAP_BYTES - v) / MB:.2f} MB under")
+    maps = sorted(slow[f"kpod-{prof}"]["maps"], key=lambda x: -int(x.get("bytes_memlock") or 0))
+    big = "; ".join(f"{x['name']} {int(x['bytes_memlock']) / MB:.2f} MB "
+                    f"({x['type']}, {x['max_entries']} entries)" for x in maps[:4])
+    return Verdict(name, "missed", m, "8 MB", gap=f"{(v - MAP_BYTES) / MB:.2f} MB over",
+                   closing=f"largest maps: {big}. Smaller default max_entries (sized to pods "
+                           "per node, not 4-16k), task storage instead of pid-keyed scratch "
+                           "hashes, fewer histogram slots")
+
+
+def _startup(slow: dict[str, Any]) -> Verdict:
+    name = "first metrics <= 2 s after start"
+    med: dict[str, float] = {}
+    for c in slow.values():
+        xs = sorted(c.get("startup_s") or [])
+        if c.get("kind") == "kpod" and xs:
+            med[c["profile"]] = xs[len(xs) // 2]
+    if not med:
+        return Verdict(name, "not measured", "", "2 s", closing="no agent ran")
+    prof = max(med, key=lambda p: med[p])
+    v = med[prof]
+    m = f"{v:.2f} s ({prof}, median)"
+    if v <= STARTUP_S:
+        return Verdict(name, "met", m, "2 s", gap=f"{STARTUP_S - v:.2f} s under")
+    return Verdict(name, "missed", m, "2 s", gap=f"{v - STARTUP_S:.2f} s over",
+                   closing="imports (OTel SDK, aiohttp) and BPF load/verify dominate: lazy "
+                           "imports, loading the objects concurrently, serving /readyz after "
+                           "the first cycle of the fast collectors")
+
+
+def evaluate(results: dict[str, Any]) -> list[Verdict]:
+    slow = results.get("slowdown") or {}
+    return [
+        _slowdown(slow, "kpod-standard", "peer-runqlat",
+                  "per-event work in sched_switch/sched_wakeup (see the kernel cost table): "
+                  "per-CPU maps, dropping the per-switch counters, or sampling wake-ups"),
+        _slowdown(slow, "kpod-comprehensive", "peer-syscount-L",
+                  "syscall enter/exit hooks fire on every syscall: filter to pod cgroups "
+                  "in the kernel, sample, or keep counts only (no latency) by default"),
+        _switch_cost(results.get("kernel_cost") or {}),
+        _cycle_cpu(results.get("scale") or []),
+        _rss(results.get("scale") or []),
+        _maps(slow),
+        _startup(slow),
+    ]
