@@ -39,4 +39,35 @@ struct kpod_map_health {
 
 /* ---- mem.bpf.c and syscall.bpf.c structs below this line ---- */
 
+/* mem: value of mem_stats, keyed by cgroup id (u64) */
+struct kpod_mem_stats {
+	__u64 oom_kills;    /* OOM kills, charged to the victim's cgroup */
+	__u64 major_faults; /* major page faults, charged to the faulting task's cgroup */
+};
+
+/* health indices of mem.bpf.c */
+#define KPOD_HEALTH_MEM_STATS 0
+#define KPOD_HEALTH_MEM_N 1
+
+/* syscall: the filter is an ARRAY of u8 with this many entries, indexed by syscall nr */
+#define KPOD_SYS_NR_MAX 1024
+
+/* syscall: key of sys_stats */
+struct kpod_sys_key {
+	__u64 cgroup_id;
+	__u32 nr;  /* syscall number of the running architecture */
+	__u32 pad; /* always 0 (hashed with the key) */
+};
+
+/* syscall: value of sys_stats. latency.count (== sum of slots) is the call count. */
+struct kpod_sys_stats {
+	struct kpod_hist latency; /* enter to exit, ns */
+	__u64 errors;             /* returns in [-4095, -1] (an errno) */
+};
+
+/* health indices of syscall.bpf.c */
+#define KPOD_HEALTH_SYS_STATS 0
+#define KPOD_HEALTH_SYS_START 1
+#define KPOD_HEALTH_SYS_N 2
+
 #endif

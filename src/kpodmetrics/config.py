@@ -151,6 +151,27 @@ OPTIONS += [
            f"pod labels copied onto series as label_<key> (at most {MAX_POD_LABELS})"),
 ]
 
+# -- syscall collector -------------------------------------------------------------------
+
+DEFAULT_SYSCALLS = ("read", "write", "openat", "close", "connect", "accept4", "sendto",
+                    "recvfrom", "epoll_wait", "futex")
+
+
+def parse_syscalls(text: str) -> tuple[str, ...]:
+    """Syscall names (checked against this architecture by a validator); `none` or a
+    lone comma is the empty list, which switches the syscall collector off (an empty
+    string cannot be told apart from "unset" in an environment variable)."""
+    names = tuple(dict.fromkeys(n.lower() for n in parse_list(text)))
+    return () if names == ("none",) else names
+
+
+OPTIONS += [
+    Option("syscalls", "KPOD_SYSCALLS", "--syscalls", parse_syscalls,
+           "syscalls measured by the syscall collector, by name (default: "
+           + ",".join(DEFAULT_SYSCALLS) + "; none: measure nothing)"),
+]
+
+
 
 @dataclass
 class Settings:
@@ -172,6 +193,7 @@ class Settings:
     namespaces: tuple[str, ...] = ()
     exclude_namespaces: tuple[str, ...] = ()
     pod_labels: tuple[str, ...] = ()
+    syscalls: tuple[str, ...] = DEFAULT_SYSCALLS
 
     def validate(self) -> list[str]:
         """Cross-field and range checks; one message per bad key."""
@@ -196,6 +218,16 @@ _EXTRA_VALIDATORS: list[Callable[[Settings], list[str]]] = []
 def add_validator(fn: Callable[[Settings], list[str]]) -> None:
     """Let other modules check settings they own (e.g. collector names)."""
     _EXTRA_VALIDATORS.append(fn)
+
+
+def _check_syscalls(settings: Settings) -> list[str]:
+    """Unknown syscall names are a start-up error that names them and suggests close ones."""
+    from kpodmetrics.syscalls import check_names  # lazy: loads libseccomp
+
+    return check_names(settings.syscalls)
+
+
+add_validator(_check_syscalls)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -39,11 +39,41 @@ class KpodMapHealth(ctypes.Structure):
 
 # ---- mem.bpf.c and syscall.bpf.c mirrors below this line ----
 
+
+class KpodMemStats(ctypes.Structure):
+    _fields_ = [
+        ("oom_kills", ctypes.c_uint64),
+        ("major_faults", ctypes.c_uint64),
+    ]
+
+
+SYS_NR_MAX = 1024
+"""KPOD_SYS_NR_MAX: entries of the syscall filter ARRAY (valid numbers are below it)."""
+
+
+class KpodSysKey(ctypes.Structure):
+    _fields_ = [
+        ("cgroup_id", ctypes.c_uint64),
+        ("nr", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+    ]
+
+
+class KpodSysStats(ctypes.Structure):
+    _fields_ = [
+        ("latency", KpodHist),
+        ("errors", ctypes.c_uint64),
+    ]
+
+
 # BTF struct name -> mirror, for the layout test (add yours here)
 MIRRORS: dict[str, type[ctypes.Structure]] = {
     "kpod_hist": KpodHist,
     "kpod_cpu_stats": KpodCpuStats,
     "kpod_map_health": KpodMapHealth,
+    "kpod_mem_stats": KpodMemStats,
+    "kpod_sys_key": KpodSysKey,
+    "kpod_sys_stats": KpodSysStats,
 }
 
 U64 = ctypes.c_uint64
