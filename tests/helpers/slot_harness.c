@@ -4,6 +4,10 @@
 #include <stdint.h>
 typedef uint64_t __u64;
 typedef uint32_t __u32;
+typedef int64_t __s64;
+typedef int32_t __s32;
+typedef uint16_t __u16;
+typedef uint8_t __u8;
 #define __always_inline inline __attribute__((always_inline))
 /* only the slot maths of kpod_bpf.h is used; stub what the header needs from BPF */
 #define BPF_NOEXIST 1
