@@ -37,6 +37,25 @@ struct kpod_map_health {
 
 /* ---- net.bpf.c (TCP) structs below this line ---- */
 
+/* net: value of tcp_stats, keyed by the socket owner's cgroup id (u64).
+ * Counters are deltas since the last snap-and-reset read. */
+struct kpod_tcp_stats {
+	__u64 sent_bytes;     /* sock_send_length returns > 0, TCP sockets */
+	__u64 received_bytes; /* sock_recv_length returns > 0, TCP, not MSG_PEEK */
+	__u64 retrans_segs;   /* retransmitted segments (GSO skb: its pcount), SYN-ACKs too */
+	__u64 opened_active;  /* SYN_SENT -> ESTABLISHED */
+	__u64 opened_passive; /* SYN_RECV -> ESTABLISHED */
+	__u64 failed;         /* SYN_SENT or SYN_RECV -> CLOSE (never established) */
+	__u64 closed;         /* any later state -> CLOSE (was established) */
+	__u64 active_delta;   /* signed (two's complement): +1 per open, -1 per close of a
+	                       * socket seen opening; __u64 keeps host C builds simple */
+	struct kpod_hist rtt; /* smoothed RTT in ns, one sample per received segment */
+};
+
+/* health indices of net.bpf.c */
+#define KPOD_HEALTH_NET_TCP_STATS 0
+#define KPOD_HEALTH_NET_N 1
+
 /* ---- mem.bpf.c and syscall.bpf.c structs below this line ---- */
 
 /* mem: value of mem_stats, keyed by cgroup id (u64) */

@@ -37,6 +37,23 @@ class KpodMapHealth(ctypes.Structure):
 
 # ---- net.bpf.c (TCP) mirrors below this line ----
 
+
+class KpodTcpStats(ctypes.Structure):
+    """struct kpod_tcp_stats: per-cgroup TCP deltas since the last read."""
+
+    _fields_ = [
+        ("sent_bytes", ctypes.c_uint64),
+        ("received_bytes", ctypes.c_uint64),
+        ("retrans_segs", ctypes.c_uint64),
+        ("opened_active", ctypes.c_uint64),
+        ("opened_passive", ctypes.c_uint64),
+        ("failed", ctypes.c_uint64),
+        ("closed", ctypes.c_uint64),
+        ("active_delta", ctypes.c_int64),
+        ("rtt", KpodHist),
+    ]
+
+
 # ---- mem.bpf.c and syscall.bpf.c mirrors below this line ----
 
 
@@ -71,6 +88,7 @@ MIRRORS: dict[str, type[ctypes.Structure]] = {
     "kpod_hist": KpodHist,
     "kpod_cpu_stats": KpodCpuStats,
     "kpod_map_health": KpodMapHealth,
+    "kpod_tcp_stats": KpodTcpStats,
     "kpod_mem_stats": KpodMemStats,
     "kpod_sys_key": KpodSysKey,
     "kpod_sys_stats": KpodSysStats,

@@ -1,0 +1,263 @@
+/* TCP test peer for the net kernel tests. It joins a network namespace itself
+ * (setns) so that the test can start it directly inside a cgroup: the cgroup then
+ * holds this process only, and every socket it creates is owned by that cgroup.
+ *
+ *   tcp_peer server NETNS 4|6 PORT K echo|sink
+ *       listen on loopback, print "ready", accept K connections, print "accepted",
+ *       read every connection to EOF (echoing back in echo mode), print
+ *       "received <bytes> sent <bytes>", close all and exit.
+ *   tcp_peer client NETNS 4|6 PORT K
+ *       open K connections, print "connected", then obey stdin lines:
+ *       "send N" (N bytes on connection 0), "sendecho N" (send N, read N back),
+ *       "ping R" (R rounds of 64 bytes out, 64 back), "close" (close all, exit).
+ *       Each command answers one line.
+ *   tcp_peer refused NETNS 4|6 PORT
+ *       connect to a port nobody listens on; print "refused" on ECONNREFUSED.
+ * NETNS is a path such as /run/netns/NAME, or "-" to stay in the current one.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAXC 256
+static char buf[65536];
+
+static void die(const char *what)
+{
+	printf("error %s: %s\n", what, strerror(errno));
+	fflush(stdout);
+	exit(1);
+}
+
+static void say(const char *fmt, unsigned long long a, unsigned long long b)
+{
+	printf(fmt, a, b);
+	fflush(stdout);
+}
+
+static void join_netns(const char *path)
+{
+	int fd;
+
+	if (strcmp(path, "-") == 0)
+		return;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
+		die("setns");
+	close(fd);
+}
+
+static socklen_t loopback(int fam, int port, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (fam == 6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons(port);
+		a->sin6_addr = in6addr_loopback;
+		return sizeof(*a);
+	}
+	struct sockaddr_in *a = (struct sockaddr_in *)ss;
+	a->sin_family = AF_INET;
+	a->sin_port = htons(port);
+	a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return sizeof(*a);
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			die("write");
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static void read_exact(int fd, size_t n)
+{
+	while (n) {
+		ssize_t r = read(fd, buf, n < sizeof(buf) ? n : sizeof(buf));
+		if (r <= 0)
+			die("read");
+		n -= (size_t)r;
+	}
+}
+
+static int server(int fam, int port, int k, int echo)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = loopback(fam, port, &ss);
+	int one = 1, open_n, conns[MAXC];
+	unsigned long long got = 0, sent = 0;
+	struct pollfd pf[MAXC];
+	int ls = socket(fam == 6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+
+	if (ls < 0)
+		die("socket");
+	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(ls, (struct sockaddr *)&ss, len) < 0 || listen(ls, MAXC) < 0)
+		die("listen");
+	say("ready\n", 0, 0);
+	for (int i = 0; i < k; i++) {
+		conns[i] = accept(ls, NULL, NULL);
+		if (conns[i] < 0)
+			die("accept");
+		pf[i].fd = conns[i];
+		pf[i].events = POLLIN;
+	}
+	say("accepted\n", 0, 0);
+	open_n = k;
+	while (open_n > 0) {
+		if (poll(pf, k, -1) < 0)
+			die("poll");
+		for (int i = 0; i < k; i++) {
+			if (pf[i].fd < 0 || !pf[i].revents)
+				continue;
+			ssize_t r = read(pf[i].fd, buf, sizeof(buf));
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0) {
+				close(pf[i].fd);
+				pf[i].fd = -1;
+				open_n--;
+				continue;
+			}
+			got += (unsigned long long)r;
+			if (echo) {
+				write_all(pf[i].fd, buf, (size_t)r);
+				sent += (unsigned long long)r;
+			}
+		}
+	}
+	close(ls);
+	say("received %llu sent %llu\n", got, sent);
+	return 0;
+}
+
+/* send n bytes on fd and read n back, interleaved so neither side blocks the other */
+static unsigned long long send_echo(int fd, unsigned long long n)
+{
+	unsigned long long out = 0, in = 0;
+	static char src[16384];
+	struct pollfd pf = {.fd = fd};
+
+	while (out < n || in < n) {
+		pf.events = POLLIN | (out < n ? POLLOUT : 0);
+		if (poll(&pf, 1, -1) < 0)
+			die("poll");
+		if ((pf.revents & POLLOUT) && out < n) {
+			size_t want = n - out < sizeof(src) ? (size_t)(n - out) : sizeof(src);
+			ssize_t w = send(fd, src, want, MSG_DONTWAIT);
+			if (w > 0)
+				out += (unsigned long long)w;
+		}
+		if (pf.revents & (POLLIN | POLLHUP | POLLERR)) {
+			ssize_t r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+			if (r == 0)
+				die("eof");
+			if (r > 0)
+				in += (unsigned long long)r;
+		}
+	}
+	return in;
+}
+
+static int client(int fam, int port, int k)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = loopback(fam, port, &ss);
+	int conns[MAXC];
+	char line[128];
+	static char src[16384];
+
+	for (int i = 0; i < k; i++) {
+		conns[i] = socket(fam == 6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+		if (conns[i] < 0 || connect(conns[i], (struct sockaddr *)&ss, len) < 0)
+			die("connect");
+	}
+	say("connected\n", 0, 0);
+	while (fgets(line, sizeof(line), stdin)) {
+		unsigned long long n = 0;
+		if (sscanf(line, "send %llu", &n) == 1) {
+			unsigned long long left = n;
+			while (left) {
+				size_t want = left < sizeof(src) ? (size_t)left : sizeof(src);
+				write_all(conns[0], src, want);
+				left -= want;
+			}
+			say("sent %llu\n", n, 0);
+		} else if (sscanf(line, "sendecho %llu", &n) == 1) {
+			unsigned long long back = send_echo(conns[0], n);
+			say("sent %llu received %llu\n", n, back);
+		} else if (sscanf(line, "ping %llu", &n) == 1) {
+			for (unsigned long long i = 0; i < n; i++) {
+				write_all(conns[0], src, 64);
+				read_exact(conns[0], 64);
+			}
+			say("pinged %llu\n", n, 0);
+		} else if (strncmp(line, "close", 5) == 0) {
+			for (int i = 0; i < k; i++)
+				close(conns[i]);
+			say("closed\n", 0, 0);
+			return 0;
+		}
+	}
+	return 0;
+}
+
+static int refused(int fam, int port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = loopback(fam, port, &ss);
+	int fd = socket(fam == 6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0)
+		die("socket");
+	if (connect(fd, (struct sockaddr *)&ss, len) == 0) {
+		say("connected\n", 0, 0);
+		return 1;
+	}
+	if (errno != ECONNREFUSED)
+		die("connect");
+	close(fd);
+	say("refused\n", 0, 0);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 5)
+		return 2;
+	join_netns(argv[2]);
+	int fam = atoi(argv[3]), port = atoi(argv[4]);
+
+	if (strcmp(argv[1], "server") == 0 && argc >= 7) {
+		int k = atoi(argv[5]);
+		if (k < 1 || k > MAXC)
+			return 2;
+		return server(fam, port, k, strcmp(argv[6], "echo") == 0);
+	}
+	if (strcmp(argv[1], "client") == 0 && argc >= 6) {
+		int k = atoi(argv[5]);
+		if (k < 1 || k > MAXC)
+			return 2;
+		return client(fam, port, k);
+	}
+	if (strcmp(argv[1], "refused") == 0)
+		return refused(fam, port);
+	return 2;
+}

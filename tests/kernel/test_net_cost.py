@@ -1,0 +1,135 @@
+"""Cost of each net.bpf.c program per event, from the kernel's own BPF run-time stats.
+
+BPF_ENABLE_STATS (bpf_enable_stats) turns run_time_ns/run_cnt accounting on for as
+long as its fd stays open, so nothing is left enabled afterwards and the sysctl is
+never touched. The figures come from /proc/self/fdinfo of each program fd.
+
+    sudo .venv/bin/python -m tests.kernel.test_net_cost     # prints the table in docs/net.md
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from kpodmetrics.bpf import libbpf
+from kpodmetrics.collectors.net import NetTcpCollector
+from tests.conftest import require_root
+from tests.kernel.cgroup_util import build_helper, make_cgroups
+from tests.kernel.test_net_tcp import (
+    Peer,
+    input_drop,
+    input_rule,
+    netns,
+    netns_counters,
+    port,
+    start_client,
+    start_server,
+)
+
+# a generous ceiling: per-event work is a handful of loads, one lookup, a few atomics
+CEILING_NS = 2000
+
+
+@contextlib.contextmanager
+def bpf_stats() -> Iterator[None]:
+    fd = int(libbpf.lib().bpf_enable_stats(libbpf.BPF_STATS_RUN_TIME))
+    if fd < 0:
+        raise OSError(-fd, f"bpf_enable_stats: {os.strerror(-fd)}")
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def run_stats(prog_fd: int) -> tuple[int, int]:
+    """(run_time_ns, run_cnt) of a program fd."""
+    t = n = 0
+    with open(f"/proc/self/fdinfo/{prog_fd}") as fh:
+        for line in fh:
+            key, _, val = line.partition(":")
+            if key == "run_time_ns":
+                t = int(val)
+            elif key == "run_cnt":
+                n = int(val)
+    return t, n
+
+
+def traffic() -> None:
+    """Bulk echo, ping-pong, refused connects, lossy bulk, lost handshake ACKs (private netns)."""
+    with netns() as ns, make_cgroups("client", "server") as (cli_cg, srv_cg):
+        p = port()
+        srv = start_server(srv_cg, ns, 4, p, 20, "echo")
+        cli = start_client(cli_cg, ns, 4, p, 20)
+        assert srv.line() == "accepted"
+        cli.cmd("sendecho 50000000")
+        cli.cmd("ping 20000")
+        cli.cmd("close")
+        srv.line()
+        cli.wait()
+        srv.wait()
+        for _ in range(20):
+            r = Peer(cli_cg, [build_helper("tcp_peer"), "refused", f"/run/netns/{ns}", "4",
+                              str(p + 1)])
+            r.line()
+            r.wait()
+        with input_drop(ns, p, 10):
+            srv = start_server(srv_cg, ns, 4, p, 1, "sink")
+            cli = start_client(cli_cg, ns, 4, p, 1)
+            srv.line()
+            cli.cmd("send 20000000")
+            cli.cmd("close")
+            srv.line()
+            cli.wait()
+            srv.wait()
+        # SYN-ACK retransmits: lose the handshake ACK until the server has resent once
+        srv = start_server(srv_cg, ns, 4, p, 1, "sink")
+        with input_rule(ns, "tcp", "dport", str(p), "tcp", "flags", "!=", "syn", "drop"):
+            before = netns_counters(ns)["TcpExt.TCPSynRetrans"]
+            cli = start_client(cli_cg, ns, 4, p, 1)
+            end = time.monotonic() + 10
+            while netns_counters(ns)["TcpExt.TCPSynRetrans"] == before and time.monotonic() < end:
+                time.sleep(0.05)
+        srv.line()
+        cli.cmd("close")
+        srv.line()
+        cli.wait()
+        srv.wait()
+
+
+def measure() -> dict[str, tuple[int, int]]:
+    """program -> (events, total ns) over `traffic()` (plus whatever the host did)."""
+    c = NetTcpCollector()
+    c.start()
+    try:
+        fds = c.program_fds()
+        with bpf_stats():
+            base = {n: run_stats(fd) for n, fd in fds.items()}
+            traffic()
+            end = {n: run_stats(fd) for n, fd in fds.items()}
+    finally:
+        c.close()
+    return {n: (end[n][1] - base[n][1], end[n][0] - base[n][0]) for n in fds}
+
+
+@pytest.mark.kernel
+def test_every_program_runs_and_stays_cheap() -> None:
+    require_root()
+    got = measure()
+    for name, (events, ns) in got.items():
+        assert events > 0, f"{name} never ran"
+        # the ceiling is for the per-packet hooks; a hook that ran twice (SYN-ACK
+        # retransmits) measures cold caches, not its steady cost
+        if events >= 1000:
+            assert ns / events < CEILING_NS, f"{name}: {ns / events:.0f} ns/event"
+
+
+if __name__ == "__main__":
+    rows = measure()
+    print(f"{'program':<18} {'events':>10} {'ns/event':>9}")
+    for name, (events, ns) in sorted(rows.items()):
+        print(f"{name:<18} {events:>10} {ns / max(events, 1):>9.0f}")

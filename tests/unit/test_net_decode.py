@@ -1,0 +1,104 @@
+"""Decoding tcp_stats entries and folding the active-connections gauge.
+
+Entries are built as raw bytes in the C layout (struct.pack of the documented field
+order, not the ctypes mirror), so a mirror that drifts from kpod_shared.h fails here
+as well as in the BTF layout test.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+
+from kpodmetrics.bpf.structs import HIST_SLOTS, KpodTcpStats
+from kpodmetrics.collectors.net import (
+    ACTIVE,
+    CLOSED,
+    FAILED,
+    OPENED,
+    RECEIVED,
+    RETRANSMITS,
+    RTT,
+    SENT,
+    ActiveConnections,
+    decode,
+)
+from kpodmetrics.samples import HistogramSample, Sample
+
+# struct kpod_tcp_stats: 7 x u64, 1 x s64, then kpod_hist (slots, sum, count)
+LAYOUT = "<7Qq" + f"{HIST_SLOTS}Q" + "QQ"
+
+
+def raw(sent: int = 0, recv: int = 0, retrans: int = 0, act: int = 0, pas: int = 0,
+        failed: int = 0, closed: int = 0, delta: int = 0,
+        slots: dict[int, int] | None = None, total: int = 0) -> bytes:
+    s = [0] * HIST_SLOTS
+    for k, n in (slots or {}).items():
+        s[k] = n
+    return struct.pack(LAYOUT, sent, recv, retrans, act, pas, failed, closed, delta,
+                       *s, total, sum(s))
+
+
+def test_layout_size_matches_the_mirror() -> None:
+    assert struct.calcsize(LAYOUT) == ctypes.sizeof(KpodTcpStats) == 336
+
+
+def test_every_counter_lands_in_its_family_with_labels() -> None:
+    st = KpodTcpStats.from_buffer_copy(raw(100, 200, 3, 4, 5, 6, 7, 1))
+    got = {(s.family, s.labels): s.value for s in decode(42, st) if isinstance(s, Sample)}
+    assert got == {
+        (SENT.name, ()): 100.0,
+        (RECEIVED.name, ()): 200.0,
+        (RETRANSMITS.name, ()): 3.0,
+        (OPENED.name, (("direction", "active"),)): 4.0,
+        (OPENED.name, (("direction", "passive"),)): 5.0,
+        (FAILED.name, ()): 6.0,
+        (CLOSED.name, ()): 7.0,
+    }
+    assert all(s.cgroup_id == 42 for s in decode(42, st))
+
+
+def test_zero_counters_and_empty_histogram_are_left_out() -> None:
+    st = KpodTcpStats.from_buffer_copy(raw(sent=9))
+    out = list(decode(7, st))
+    assert [s.family for s in out] == [SENT.name]
+
+
+def test_rtt_histogram_keeps_slots_and_exact_sum() -> None:
+    # 3 samples of 20 us (slot 15: 16384 < 20000 <= 32768 ns) and one of 1 ms (slot 20)
+    st = KpodTcpStats.from_buffer_copy(raw(slots={15: 3, 20: 1}, total=3 * 20_000 + 1_000_000))
+    (h,) = [s for s in decode(1, st) if isinstance(s, HistogramSample)]
+    assert h.family == RTT.name
+    assert h.slots[15] == 3 and h.slots[20] == 1 and h.count == 4
+    assert h.total == 1_060_000
+    assert len(h.slots) == HIST_SLOTS
+
+
+def test_rtt_buckets_are_exact_powers_of_two_in_seconds() -> None:
+    assert RTT.bounds()[0] == 1024e-9
+    assert RTT.bounds()[-1] == 2.0**32 * 1e-9
+
+
+def test_negative_delta_decodes_signed() -> None:
+    st = KpodTcpStats.from_buffer_copy(raw(delta=-3))
+    assert st.active_delta == -3
+
+
+def test_active_gauge_sums_deltas_and_forgets_closed_cgroups() -> None:
+    g = ActiveConnections()
+    assert g.apply([(1, 3), (2, 1)]) == [(1, 3), (2, 1)]
+    assert g.apply([(1, -1)]) == [(1, 2), (2, 1)]  # unchanged cgroups are reported again
+    assert g.apply([(2, -1)]) == [(1, 2), (2, 0)]  # reported once at 0 ...
+    assert g.apply([]) == [(1, 2)]  # ... then forgotten
+    assert g.levels == {1: 2}
+
+
+def test_active_gauge_never_goes_negative() -> None:
+    # an LRU eviction lost the +1; the matching -1 must not drive the level below 0
+    g = ActiveConnections()
+    assert g.apply([(5, -1)]) == [(5, 0)]
+    assert g.apply([(5, 1)]) == [(5, 1)]
+
+
+def test_gauge_family_is_a_gauge() -> None:
+    assert ACTIVE.type.value == "gauge"
