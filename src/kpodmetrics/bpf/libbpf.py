@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Any
 
 from cffi import FFI
@@ -92,10 +93,22 @@ _lib: Any = None
 _libc: Any = None
 _print_cb: Any = None
 _captured: list[str] | None = None
+_init_lock = threading.Lock()
+"""Collectors start in parallel threads: without it two first calls race, one print
+callback is freed while libbpf still holds it, and the next libbpf log line crashes."""
 
 
 def lib() -> Any:
     """The loaded libbpf (loaded once; print callback installed)."""
+    if _lib is not None:
+        return _lib
+    with _init_lock:
+        if _lib is None:
+            _load()
+    return _lib
+
+
+def _load() -> None:
     global _lib, _libc, _print_cb
     if _lib is None:
         try:
@@ -120,7 +133,6 @@ def lib() -> Any:
         _print_cb = _print
         loaded.libbpf_set_print(_print_cb)
         _lib = loaded
-    return _lib
 
 
 class capture_log:
