@@ -105,7 +105,7 @@ def parse_io_stat(data: bytes) -> NestedParsed:
             out.malformed += 1
             continue
         pairs = _parse_pairs(parts[1:], decimals_ok=frozenset())
-        if pairs is None:
+        if not pairs:  # the kernel prints a device only with its stats: a bare one is cut off
             out.malformed += 1
             continue
         out.rows[parts[0]] = pairs
