@@ -193,6 +193,12 @@ class Settings:
     namespaces: tuple[str, ...] = ()
     exclude_namespaces: tuple[str, ...] = ()
     pod_labels: tuple[str, ...] = ()
+    max_series: int = 100_000
+    max_series_per_family: int = 20_000
+    otlp_endpoint: str = ""
+    otlp_metrics_endpoint: str = ""
+    otlp_headers: str = field(default="", repr=False)
+    otlp_protocol: str = "http/protobuf"
     syscalls: tuple[str, ...] = DEFAULT_SYSCALLS
 
     def validate(self) -> list[str]:
@@ -272,3 +278,66 @@ def load(args: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
 def describe(settings: Settings) -> dict[str, str]:
     """Settings as strings, for kpod_config_info and the landing page."""
     return {f.name: str(getattr(settings, f.name)) for f in fields(settings)}
+
+
+# -- export options: cardinality budget and OTLP push ------------------------------------
+
+OPTIONS += [
+    Option("max_series", "KPOD_MAX_SERIES", "--max-series", parse_int,
+           "ceiling on exported pod/cgroup series, all families together; beyond it new "
+           "series fold into an __overflow__ series (default 100000; 0 = no limit)"),
+    Option("max_series_per_family", "KPOD_MAX_SERIES_PER_FAMILY", "--max-series-per-family",
+           parse_int, "the same ceiling per metric family (default 20000; 0 = no limit)"),
+    Option("otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", "--otlp-endpoint", str,
+           "OTLP/HTTP base URL (/v1/metrics is appended); enables OTLP push"),
+    Option("otlp_metrics_endpoint", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+           "--otlp-metrics-endpoint", str, "full OTLP/HTTP metrics URL (wins over the base URL)"),
+    Option("otlp_headers", "OTEL_EXPORTER_OTLP_HEADERS", "--otlp-headers", str,
+           "headers for OTLP requests: key=value,key2=value2 (values URL-encoded)"),
+    Option("otlp_protocol", "OTEL_EXPORTER_OTLP_PROTOCOL", "--otlp-protocol",
+           _choice("http/protobuf"), "OTLP transport; only http/protobuf is supported"),
+]
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def parse_otlp_headers(text: str) -> dict[str, str]:
+    """OTEL_EXPORTER_OTLP_HEADERS (comma-separated key=value, URL-encoded) -> headers.
+
+    Errors name the position and the header key, never a value: values are usually
+    credentials and must not reach logs."""
+    from urllib.parse import unquote
+
+    out: dict[str, str] = {}
+    for i, item in enumerate(p for p in str(text).split(",") if p.strip()):
+        name, sep, value = item.partition("=")
+        name = unquote(name.strip())
+        if not sep:
+            raise ValueError(f"item {i + 1} has no '=' (expected key=value)")
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"item {i + 1}: {name[:40]!r} is not a valid HTTP header name")
+        out[name] = unquote(value.strip())
+    return out
+
+
+def _check_export(settings: Settings) -> list[str]:
+    problems = []
+    for attr, key in (("max_series", "KPOD_MAX_SERIES/--max-series"),
+                      ("max_series_per_family",
+                       "KPOD_MAX_SERIES_PER_FAMILY/--max-series-per-family")):
+        if getattr(settings, attr) < 0:
+            problems.append(f"{key}: must be 0 (no limit) or a positive number of series")
+    try:
+        parse_otlp_headers(settings.otlp_headers)
+    except ValueError as exc:
+        problems.append(f"OTEL_EXPORTER_OTLP_HEADERS/--otlp-headers: {exc}")
+    for attr, key in (("otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT/--otlp-endpoint"),
+                      ("otlp_metrics_endpoint",
+                       "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT/--otlp-metrics-endpoint")):
+        url = getattr(settings, attr).strip()
+        if url and not re.match(r"^https?://[^/\s]+", url):
+            problems.append(f"{key}: {url!r} is not an http:// or https:// URL")
+    return problems
+
+
+add_validator(_check_export)

@@ -1,9 +1,23 @@
-"""The agent's own families: collection cost, collector state, BPF map health."""
+"""The agent's own families: collection cost, collector state, BPF map and program
+health, series budget, OTLP push health, build and configuration."""
 
 from __future__ import annotations
 
-from kpodmetrics import families
+import platform
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from opentelemetry.sdk.version import __version__ as sdk_version
+
+from kpodmetrics import __version__, families
+from kpodmetrics.bpf.stats import read_program_stats
 from kpodmetrics.families import Family, FamilyType
+from kpodmetrics.samples import Kind, Labels, Sample
+
+if TYPE_CHECKING:
+    from kpodmetrics.config import Settings
+    from kpodmetrics.export.otlp import PushStats
 
 NS = 1e-9
 
@@ -60,6 +74,142 @@ MAP_ERRORS = Family(
     "Inserts into the BPF map that failed (map full or out of memory): data lost",
     label_names=("map",), per_owner=False,
 )
+PROGRAM_RUN_SECONDS = Family(
+    "kpod_bpf_program_run_seconds_total", FamilyType.COUNTER,
+    "CPU time spent running the BPF program in the kernel (kernel BPF stats)", unit="s",
+    label_names=("collector", "program"), per_owner=False,
+)
+PROGRAM_RUNS = Family(
+    "kpod_bpf_program_runs_total", FamilyType.COUNTER,
+    "Times the BPF program ran (kernel BPF stats)",
+    label_names=("collector", "program"), per_owner=False,
+)
+PROGRAM_STATS_ENABLED = Family(
+    "kpod_bpf_program_stats_enabled", FamilyType.GAUGE,
+    "1 when per-program BPF stats are on (BPF_ENABLE_STATS fd held by the agent)",
+    per_owner=False,
+)
+SERIES = Family(
+    "kpod_series", FamilyType.GAUGE,
+    "Series currently exported per metric family (includes the overflow series)",
+    label_names=("family",), per_owner=False,
+)
+SERIES_DROPPED = Family(
+    "kpod_series_dropped_total", FamilyType.COUNTER,
+    "Distinct series refused by the cardinality budget; their data is folded into the "
+    "family's __overflow__ series",
+    label_names=("family",), per_owner=False,
+)
+SERIES_LIMIT = Family(
+    "kpod_series_limit", FamilyType.GAUGE,
+    "Configured cardinality budget (0 = no limit) for all families together or per family",
+    label_names=("scope",), per_owner=False,
+)
+BUILD_INFO = Family(
+    "kpod_build_info", FamilyType.GAUGE,
+    "Agent build: version, Python and OpenTelemetry SDK versions (value 1)",
+    label_names=("version", "python", "otel_sdk"), per_owner=False,
+)
+CONFIG_INFO = Family(
+    "kpod_config_info", FamilyType.GAUGE,
+    "Effective configuration that shapes the series (value 1)",
+    label_names=("mode", "profile", "collectors", "poll_interval_seconds", "max_series",
+                 "max_series_per_family", "otlp"), per_owner=False,
+)
+OTLP_EXPORTS = Family(
+    "kpod_otlp_exports_total", FamilyType.COUNTER,
+    "OTLP pushes attempted (each may include several HTTP attempts)", per_owner=False,
+)
+OTLP_FAILURES = Family(
+    "kpod_otlp_export_failures_total", FamilyType.COUNTER,
+    "OTLP pushes that failed after the exporter's own retries", per_owner=False,
+)
+OTLP_RETRIES = Family(
+    "kpod_otlp_export_retries_total", FamilyType.COUNTER,
+    "HTTP attempts beyond the first of each OTLP push (transient failures retried)",
+    per_owner=False,
+)
+OTLP_SKIPPED = Family(
+    "kpod_otlp_exports_skipped_total", FamilyType.COUNTER,
+    "Cycles without a push: the previous push still ran or back-off after failures",
+    per_owner=False,
+)
+OTLP_DURATION = Family(
+    "kpod_otlp_export_duration_seconds", FamilyType.GAUGE,
+    "Wall time of the last OTLP push (collect, encode, send, retries)", unit="s",
+    per_owner=False,
+)
+families.register(PROGRAM_RUN_SECONDS, PROGRAM_RUNS, PROGRAM_STATS_ENABLED, SERIES,
+                  SERIES_DROPPED, SERIES_LIMIT, BUILD_INFO, CONFIG_INFO, OTLP_EXPORTS,
+                  OTLP_FAILURES, OTLP_RETRIES, OTLP_SKIPPED, OTLP_DURATION)
 families.register(CYCLE, COLLECTOR_DURATION, COLLECTOR_UP, COLLECTOR_STATUS, COLLECTOR_ERRORS,
                   CGROUP_READ_ERRORS, UNRESOLVED, MAP_ENTRIES, MAP_CAPACITY, MAP_WRITES,
                   MAP_ERRORS)
+
+
+# -- sample builders: the service calls these once per cycle ------------------------------
+
+
+def _gauge(family: Family, value: float, labels: Labels = ()) -> Sample:
+    return Sample(family.name, 0, value, Kind.GAUGE, labels)
+
+
+def _counter(family: Family, value: float, labels: Labels = (), source: str = "") -> Sample:
+    """A monotonic total we own: folded as a cumulative reading (reset-safe)."""
+    return Sample(family.name, 0, value, Kind.CUMULATIVE, labels, source=source or family.name)
+
+
+def info_samples(settings: Settings, mode: str, collectors: Sequence[str],
+                 otlp_url: str) -> list[Sample]:
+    """kpod_build_info, kpod_config_info and the configured budget (no secrets)."""
+    otlp = urlsplit(otlp_url).netloc if otlp_url else ""  # host only: no path or userinfo
+    otlp = otlp.rpartition("@")[2]
+    return [
+        _gauge(BUILD_INFO, 1.0, (("version", __version__),
+                                 ("python", platform.python_version()),
+                                 ("otel_sdk", sdk_version))),
+        _gauge(CONFIG_INFO, 1.0, (
+            ("mode", mode), ("profile", settings.profile), ("collectors", ",".join(collectors)),
+            ("poll_interval_seconds", f"{settings.poll_interval:g}"),
+            ("max_series", str(settings.max_series)),
+            ("max_series_per_family", str(settings.max_series_per_family)),
+            ("otlp", otlp))),
+        _gauge(SERIES_LIMIT, float(settings.max_series), (("scope", "total"),)),
+        _gauge(SERIES_LIMIT, float(settings.max_series_per_family), (("scope", "per_family"),)),
+    ]
+
+
+def series_samples(counts: Mapping[str, int], dropped: Mapping[str, int]) -> list[Sample]:
+    """kpod_series{family} and kpod_series_dropped_total{family} (0 for every live family,
+    so that rate() sees the first drop)."""
+    out = [_gauge(SERIES, float(n), (("family", f),)) for f, n in sorted(counts.items())]
+    for f in sorted(set(counts) | set(dropped)):
+        out.append(_counter(SERIES_DROPPED, float(dropped.get(f, 0)), (("family", f),)))
+    return out
+
+
+def program_samples(enabled: bool, programs: Iterable[tuple[str, str, int]]) -> list[Sample]:
+    """Run time and count per (collector, program, prog fd), read from fdinfo."""
+    out = [_gauge(PROGRAM_STATS_ENABLED, 1.0 if enabled else 0.0)]
+    if not enabled:
+        return out
+    for collector, program, fd in programs:
+        st = read_program_stats(fd)
+        if st is None:
+            continue
+        lab = (("collector", collector), ("program", program))
+        out.append(_counter(PROGRAM_RUN_SECONDS, st[0] * NS, lab))
+        out.append(_counter(PROGRAM_RUNS, float(st[1]), lab))
+    return out
+
+
+def otlp_samples(stats: PushStats | None) -> list[Sample]:
+    if stats is None:
+        return []
+    return [
+        _counter(OTLP_EXPORTS, float(stats.pushes)),
+        _counter(OTLP_FAILURES, float(stats.failures)),
+        _counter(OTLP_RETRIES, float(stats.retries)),
+        _counter(OTLP_SKIPPED, float(stats.skipped)),
+        _gauge(OTLP_DURATION, stats.last_duration),
+    ]

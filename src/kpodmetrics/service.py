@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from kpodmetrics import selfmetrics
+from kpodmetrics.bpf.stats import BpfStats
 from kpodmetrics.collectors import registry
 from kpodmetrics.collectors.base import (
     CollectContext,
@@ -66,7 +67,9 @@ class Agent:
         self.resolver: Resolver | None = None
         self.kube: Any = None
         self.store = SeriesStore(static_labels=(("node", self.node),),
-                                 unresolved=settings.unresolved)
+                                 unresolved=settings.unresolved,
+                                 max_series=settings.max_series,
+                                 max_series_per_family=settings.max_series_per_family)
         self.pipeline: Pipeline | None = None
         self.exposition = Exposition()
         self.slots: list[CollectorSlot] = []
@@ -78,6 +81,7 @@ class Agent:
         self._stop = asyncio.Event()
         self._cycle_lock = asyncio.Lock()
         self.bound_port: int | None = None
+        self.bpf_stats = BpfStats()
 
     # -- start-up ------------------------------------------------------------------
 
@@ -95,8 +99,9 @@ class Agent:
             self.resolver = self.kube.resolver
         else:
             self.resolver = StandaloneResolver(self.cgroup_root, grace_seconds=s.grace_period)
-        self.pipeline = Pipeline(self.store, self.node)
+        self.pipeline = Pipeline(self.store, self.node, s)
         await self._start_collectors()
+        self.bpf_stats.enable()  # per-program run time; off again when the fd closes
         await self._start_http()
         await self.collect_once()
         self._loop_task = asyncio.create_task(self._loop(), name="kpod-collection-loop")
@@ -200,7 +205,8 @@ class Agent:
             await asyncio.to_thread(self._fold_self_metrics, ctx, stats.unresolved,
                                     time.monotonic() - t0)
             body = await asyncio.to_thread(self.pipeline.render)
-            self.exposition.set(body)
+            await asyncio.to_thread(self.exposition.set, body)  # gzip off the loop
+            self.pipeline.push()  # OTLP: returns at once; a worker pushes
             self.cycles += 1
             if self.first_metrics_at is None:
                 self.first_metrics_at = time.monotonic()
@@ -254,7 +260,21 @@ class Agent:
         slots = [0] * 40
         slots[slot_of(int(elapsed * 1e9), 40)] = 1
         out.append(HistogramSample(selfmetrics.CYCLE.name, 0, tuple(slots), int(elapsed * 1e9)))
+        out += self._export_self_samples()
         self.store.apply_agent(out)
+
+    def _export_self_samples(self) -> list[Sample | HistogramSample]:
+        """Build/config info, series budget, BPF program stats, OTLP push health."""
+        otlp = self.pipeline.otlp if self.pipeline is not None else None
+        progs = [(s.name, p, fd) for s in self.slots if s.collector is not None
+                 for p, fd in getattr(s.collector, "program_fds", dict)().items()]
+        return [
+            *selfmetrics.info_samples(self.settings, self.mode, [s.name for s in self.slots],
+                                      otlp.url if otlp else ""),
+            *selfmetrics.series_samples(self.store.series_counts(), self.store.dropped()),
+            *selfmetrics.program_samples(self.bpf_stats.enabled, progs),
+            *selfmetrics.otlp_samples(otlp.snapshot() if otlp else None),
+        ]
 
     # -- state for HTTP ----------------------------------------------------------------
 
@@ -295,6 +315,7 @@ class Agent:
         if self.pipeline is not None:
             self.pipeline.shutdown()
             self.pipeline = None
+        self.bpf_stats.close()
 
 
 def _close(slot: CollectorSlot) -> None:

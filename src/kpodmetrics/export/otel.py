@@ -10,6 +10,7 @@ is pinned and tests/unit/test_otel_hook.py fails loudly if the hook changes.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,10 +30,11 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from kpodmetrics import __version__
-from kpodmetrics.export.store import SeriesStore
-from kpodmetrics.families import FamilyType
+from kpodmetrics.export.store import Series, SeriesStore
+from kpodmetrics.families import Family, FamilyType
 from kpodmetrics.histogram import cumulative_at
 
+_log = logging.getLogger(__name__)
 SCOPE = InstrumentationScope("kpodmetrics", __version__)
 
 OTLP_ATTRIBUTE_NAMES = {
@@ -52,46 +54,56 @@ class StoreProducer:
         self.store = store
         self.rename = dict(rename or {})
         self.with_units = with_units
+        self._broken: set[str] = set()
 
     def produce(self) -> list[Metric]:
         now = time.time_ns()
-        rename = self.rename
         out: list[Metric] = []
         for family, rows in self.store.snapshot():
             if not rows:
                 continue
-            unit = family.unit if self.with_units else ""
-            if family.type is FamilyType.HISTOGRAM:
-                bounds = family.bounds()
-                points = []
-                for s in rows:
-                    cum = cumulative_at(s.slots, family.bucket_exponents) if s.slots else [0] * len(bounds)
-                    total = s.count
-                    per_bucket = [c - p for c, p in zip(cum, [0, *cum[:-1]], strict=True)]
-                    per_bucket.append(total - (cum[-1] if cum else 0))
-                    points.append(HistogramDataPoint(
-                        attributes={rename.get(k, k): v for k, v in s.labels},
-                        start_time_unix_nano=s.start_ns, time_unix_nano=now,
-                        count=total, sum=s.total * family.scale,
-                        bucket_counts=per_bucket, explicit_bounds=bounds,
-                        min=None, max=None,  # type: ignore[arg-type]
-                    ))
-                data: Any = Histogram(points, AggregationTemporality.CUMULATIVE)
-            else:
-                nps = [
-                    NumberDataPoint(
-                        attributes={rename.get(k, k): v for k, v in s.labels},
-                        start_time_unix_nano=s.start_ns, time_unix_nano=now,
-                        value=s.value,
-                    )
-                    for s in rows
-                ]
-                if family.type is FamilyType.COUNTER:
-                    data = Sum(nps, AggregationTemporality.CUMULATIVE, is_monotonic=True)
-                else:
-                    data = Gauge(nps)
-            out.append(Metric(family.name, family.help, unit, data))
+            try:
+                out.append(self._metric(family, rows, now))
+            except ValueError as exc:  # a broken declaration must not sink the others
+                if family.name not in self._broken:
+                    self._broken.add(family.name)
+                    _log.error("family %s left out of OTel export: %s", family.name, exc)
         return out
+
+    def _metric(self, family: Family, rows: list[Series], now: int) -> Metric:
+        rename = self.rename
+        unit = family.unit if self.with_units else ""
+        data: Any
+        if family.type is FamilyType.HISTOGRAM:
+            bounds = family.bounds()
+            points = []
+            for s in rows:
+                cum = (cumulative_at(s.slots, family.bucket_exponents) if s.slots
+                       else [0] * len(bounds))
+                total = s.count
+                per_bucket = [c - p for c, p in zip(cum, [0, *cum[:-1]], strict=True)]
+                per_bucket.append(total - (cum[-1] if cum else 0))
+                points.append(HistogramDataPoint(
+                    attributes={rename.get(k, k): v for k, v in s.labels},
+                    start_time_unix_nano=s.start_ns, time_unix_nano=now,
+                    count=total, sum=s.total * family.scale,
+                    bucket_counts=per_bucket, explicit_bounds=bounds,
+                    min=None, max=None,  # type: ignore[arg-type]  # unknown: unset in OTLP
+                ))
+            data = Histogram(points, AggregationTemporality.CUMULATIVE)
+        else:
+            nps = [
+                NumberDataPoint(
+                    attributes={rename.get(k, k): v for k, v in s.labels},
+                    start_time_unix_nano=s.start_ns, time_unix_nano=now, value=s.value,
+                )
+                for s in rows
+            ]
+            if family.type is FamilyType.COUNTER:
+                data = Sum(nps, AggregationTemporality.CUMULATIVE, is_monotonic=True)
+            else:
+                data = Gauge(nps)
+        return Metric(family.name, family.help, unit, data)
 
 
 class ProducerReaderMixin:

@@ -15,12 +15,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from kpodmetrics import families as fam_registry
-from kpodmetrics.families import Family, FamilyType
+from kpodmetrics.families import Family
 from kpodmetrics.pods.owner import Owner, Resolver
 from kpodmetrics.samples import HistogramSample, Kind, Labels, Sample
 
 UNRESOLVED_KEY = "__unresolved__"
 AGENT_KEY = "__agent__"
+OVERFLOW_KEY = "__overflow__"
+OVERFLOW_VALUE = "__overflow__"
+"""Label value of the series that new series beyond the budget are folded into."""
 
 
 @dataclass(slots=True)
@@ -51,7 +54,16 @@ class ApplyStats:
 
 
 class SeriesStore:
-    """Thread-safe store of cumulative series keyed by (family, labels)."""
+    """Thread-safe store of cumulative series keyed by (family, labels).
+
+    Cardinality budget: `max_series` bounds the owner series of all families together,
+    `max_series_per_family` each family (0 = no limit). A new series beyond either is
+    not created: its data is folded into that family's overflow series (every non-static
+    label = "__overflow__") and the refusal is counted once per distinct series in
+    `dropped()`. The redirection lasts as long as the owner, so the overflow counters
+    stay monotonic and an owner's data never silently vanishes. Agent self-metrics are
+    exempt: their cardinality is fixed by the code.
+    """
 
     def __init__(
         self,
@@ -60,9 +72,21 @@ class SeriesStore:
         unresolved: str = "aggregate",
         unresolved_labels: Labels | None = None,
         tracker_ttl_cycles: int = 3,
+        max_series: int = 0,
+        max_series_per_family: int = 0,
     ) -> None:
         if unresolved not in ("aggregate", "drop"):
             raise ValueError(f"unresolved must be 'aggregate' or 'drop', not {unresolved!r}")
+        if max_series < 0 or max_series_per_family < 0:
+            raise ValueError("series budgets must be >= 0 (0 = unlimited)")
+        self.max_series = max_series
+        self.max_series_per_family = max_series_per_family
+        self._owner_total = 0
+        self._family_owned: dict[str, int] = {}
+        # (family, labels) refused by the budget -> the overflow labels it folds into
+        self._folded: dict[tuple[str, Labels], Labels] = {}
+        self._folded_by_owner: dict[str, list[tuple[str, Labels]]] = {}
+        self._dropped: dict[str, int] = {}
         self._static = static_labels
         self._unresolved_policy = unresolved
         self._unresolved_labels = unresolved_labels
@@ -131,13 +155,31 @@ class SeriesStore:
     def _get(self, family: Family, labels: Labels, owner_key: str, now: int) -> Series:
         per_family = self._series.setdefault(family.name, {})
         series = per_family.get(labels)
-        if series is None:
-            series = Series(labels=labels, owner_key=owner_key, start_ns=now)
-            if family.type is FamilyType.HISTOGRAM:
-                series.slots = []
-            per_family[labels] = series
-            self._by_owner.setdefault(owner_key, set()).add((family.name, labels))
+        if series is not None:
+            return series
+        if owner_key not in (AGENT_KEY, OVERFLOW_KEY):
+            key = (family.name, labels)
+            folded = self._folded.get(key)
+            if folded is None and self._over_budget(family.name):
+                n_static = len(self._static)
+                folded = labels[:n_static] + tuple((k, OVERFLOW_VALUE) for k, _ in labels[n_static:])
+                self._folded[key] = folded
+                self._folded_by_owner.setdefault(owner_key, []).append(key)
+                self._dropped[family.name] = self._dropped.get(family.name, 0) + 1
+            if folded is not None:
+                return self._get(family, folded, OVERFLOW_KEY, now)
+            self._owner_total += 1
+            self._family_owned[family.name] = self._family_owned.get(family.name, 0) + 1
+        series = Series(labels=labels, owner_key=owner_key, start_ns=now)
+        per_family[labels] = series
+        self._by_owner.setdefault(owner_key, set()).add((family.name, labels))
         return series
+
+    def _over_budget(self, family_name: str) -> bool:
+        if self.max_series and self._owner_total >= self.max_series:
+            return True
+        return bool(self.max_series_per_family
+                    and self._family_owned.get(family_name, 0) >= self.max_series_per_family)
 
     def _add_scalar(
         self,
@@ -188,12 +230,21 @@ class SeriesStore:
             self._drop_owner_locked(owner_key)
 
     def _drop_owner_locked(self, owner_key: str) -> None:
+        if owner_key in (AGENT_KEY, OVERFLOW_KEY):
+            return
         for family_name, labels in self._by_owner.pop(owner_key, ()):
             per_family = self._series.get(family_name)
-            if per_family is not None:
-                per_family.pop(labels, None)
+            if per_family is not None and per_family.pop(labels, None) is not None:
+                self._owner_total -= 1
+                left = self._family_owned.get(family_name, 1) - 1
+                if left:
+                    self._family_owned[family_name] = left
+                else:
+                    self._family_owned.pop(family_name, None)
                 if not per_family:
                     del self._series[family_name]
+        for key in self._folded_by_owner.pop(owner_key, ()):
+            self._folded.pop(key, None)
 
     # -- reading -------------------------------------------------------------------
 
@@ -213,6 +264,16 @@ class SeriesStore:
     def series_counts(self) -> dict[str, int]:
         with self._lock:
             return {name: len(rows) for name, rows in self._series.items()}
+
+    def dropped(self) -> dict[str, int]:
+        """Distinct series refused by the budget so far, per family (monotonic)."""
+        with self._lock:
+            return dict(self._dropped)
+
+    def owner_series(self) -> int:
+        """Series of owners (pods/cgroups) that count against the budget."""
+        with self._lock:
+            return self._owner_total
 
     def __iter__(self) -> Iterator[tuple[str, Labels]]:
         with self._lock:

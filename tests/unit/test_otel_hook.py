@@ -1,0 +1,69 @@
+"""The private SDK hook we depend on. If any of these fail after an SDK upgrade, the
+producer mixin (export/otel.py) must be re-verified before the pin is moved."""
+
+from __future__ import annotations
+
+import inspect
+
+import opentelemetry.sdk.version
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality as T
+from opentelemetry.sdk.metrics.export import (
+    ExponentialHistogramDataPoint,
+    InMemoryMetricReader,
+    Metric,
+    MetricReader,
+    NumberDataPoint,
+    PeriodicExportingMetricReader,
+    Sum,
+)
+
+from kpodmetrics.export.otel import ProducerReaderMixin
+from kpodmetrics.export.otlp import InMemoryReaderWithProducers
+
+
+def test_sdk_minor_version_is_the_pinned_one() -> None:
+    assert opentelemetry.sdk.version.__version__.startswith("1.45."), (
+        "opentelemetry-sdk moved: re-verify MetricReader._receive_metrics and the mixin")
+
+
+def test_receive_metrics_signature_and_callers() -> None:
+    sig = inspect.signature(MetricReader._receive_metrics)
+    assert list(sig.parameters)[:3] == ["self", "metrics_data", "timeout_millis"]
+    assert getattr(MetricReader._receive_metrics, "__isabstractmethod__", False)
+    src = inspect.getsource(MetricReader.collect)
+    assert "self._receive_metrics(" in src, "collect no longer feeds _receive_metrics"
+    for cls in (PrometheusMetricReader, PeriodicExportingMetricReader, InMemoryMetricReader):
+        assert "_receive_metrics" in cls.__dict__, f"{cls.__name__} no longer overrides the hook"
+
+
+def _producer() -> list[Metric]:
+    pt = NumberDataPoint({"pod": "p"}, 1, 2, 42)
+    return [Metric("kpod_hook_total", "h", "", Sum([pt], T.CUMULATIVE, True))]
+
+
+def test_producer_output_reaches_both_reader_kinds() -> None:
+    class Prom(ProducerReaderMixin, PrometheusMetricReader):
+        pass
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    reg = CollectorRegistry()
+    prom = Prom(registry=reg, producers=[_producer], scope_info_enabled=False)
+    mem = InMemoryReaderWithProducers(producers=[_producer])
+    provider = MeterProvider(metric_readers=[prom, mem])
+    provider.get_meter("t").create_observable_gauge("keepalive", callbacks=[lambda o: []])
+    meter = provider.get_meter("t2")
+    meter.create_counter("sdk_one").add(1)
+    assert b'kpod_hook_total{pod="p"} 42.0' in generate_latest(reg)
+    data = mem.get_metrics_data()
+    assert data is not None
+    names = [m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics]
+    assert "kpod_hook_total" in names and "sdk_one" in names
+    provider.shutdown()
+
+
+def test_exponential_points_still_break_the_prometheus_reader() -> None:
+    """Why histograms reach Prometheus with explicit bounds only (DESIGN.md)."""
+    assert "value" not in ExponentialHistogramDataPoint.__dataclass_fields__
