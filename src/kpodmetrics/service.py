@@ -11,6 +11,7 @@ destroyed, objects closed), stop HTTP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -93,7 +94,7 @@ class Agent:
             raise StartupError(str(exc)) from exc
         self.mode = await self._choose_mode()
         if self.mode == "kubernetes":
-            from kpodmetrics.pods import kubernetes  # noqa: PLC0415 - only in cluster mode
+            from kpodmetrics.pods import kubernetes
 
             self.kube = await kubernetes.start_kubernetes(s, self.cgroup_root)
             self.resolver = self.kube.resolver
@@ -111,7 +112,7 @@ class Agent:
         if s.mode == "standalone":
             return "standalone"
         try:
-            from kpodmetrics.pods import kubernetes  # noqa: PLC0415
+            from kpodmetrics.pods import kubernetes
         except ImportError as exc:
             if s.mode == "kubernetes":
                 raise StartupError(f"Kubernetes mode unavailable: {exc}") from exc
@@ -141,6 +142,8 @@ class Agent:
             return CollectorSlot(name, collector)
 
         self.slots = list(await asyncio.gather(*(asyncio.to_thread(build, n) for n in names)))
+        self.store.declare(f.name for slot in self.slots if slot.collector is not None
+                           for f in slot.collector.families)
         for slot in self.slots:
             if slot.collector is not None:
                 _log.info("collector %s started", slot.name)
@@ -299,10 +302,8 @@ class Agent:
         self._stop.set()
         if self._loop_task is not None:
             self._loop_task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._loop_task
-            except (asyncio.CancelledError, Exception):
-                pass
             self._loop_task = None
         async with self._cycle_lock:
             await asyncio.gather(*(asyncio.to_thread(_close, s) for s in self.slots))

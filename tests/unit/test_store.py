@@ -135,3 +135,15 @@ def test_unresolved_is_aggregated_or_dropped() -> None:
     drop = SeriesStore(unresolved="drop")
     stats = drop.apply([Sample(C.name, 9, 2)], r)
     assert stats.dropped_unresolved == 1 and list(drop) == []
+
+
+def test_declared_families_are_listed_before_their_first_series() -> None:
+    from kpodmetrics.export.promtext import render
+
+    store = SeriesStore()
+    store.declare([C.name])
+    text = render(store.snapshot()).decode()
+    assert f"# TYPE {C.name} counter\n" in text
+    assert not [ln for ln in text.splitlines() if ln.startswith(C.name)]
+    store.apply([Sample(C.name, 1, 2)], FakeResolver({1: "/a"}))
+    assert f'{C.name}{{cgroup="/a"}} 2.0' in render(store.snapshot()).decode()

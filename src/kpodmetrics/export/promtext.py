@@ -79,8 +79,6 @@ def render(families: Iterable[tuple[Family, Sequence[Series]]]) -> bytes:
     slots) is left out and logged once; it must not take every other family with it."""
     out: list[str] = []
     for family, rows in families:
-        if not rows:
-            continue
         mark = len(out)
         try:
             render_family(family, rows, out)

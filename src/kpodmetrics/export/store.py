@@ -96,6 +96,7 @@ class SeriesStore:
         self._raw: dict[tuple[str, int, Labels, str], tuple[float, int]] = {}
         self._tracker_ttl = tracker_ttl_cycles
         self._cycle = 0
+        self._declared: set[str] = set()
         self._lock = threading.Lock()
 
     # -- writing -------------------------------------------------------------------
@@ -248,15 +249,24 @@ class SeriesStore:
 
     # -- reading -------------------------------------------------------------------
 
+    def declare(self, names: Iterable[str]) -> None:
+        """Families of running collectors: listed (HELP/TYPE) even before their first
+        series, so a dashboard can tell "nothing happened" from "not collected"."""
+        with self._lock:
+            for name in names:
+                fam_registry.get(name)  # unknown names fail here, loudly
+                self._declared.add(name)
+
     def snapshot(self) -> list[tuple[Family, list[Series]]]:
-        """A consistent copy of every family's series (copies, safe to use unlocked)."""
+        """A consistent copy of every family's series (copies, safe to use unlocked);
+        declared families without series come with an empty list."""
         out: list[tuple[Family, list[Series]]] = []
         with self._lock:
-            for name in sorted(self._series):
+            for name in sorted(self._series.keys() | self._declared):
                 family = fam_registry.get(name)
                 rows = [
                     Series(s.labels, s.owner_key, s.start_ns, s.value, list(s.slots), s.total)
-                    for s in self._series[name].values()
+                    for s in self._series.get(name, {}).values()
                 ]
                 out.append((family, rows))
         return out
