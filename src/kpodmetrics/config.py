@@ -80,6 +80,13 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def _host_pid(text: str) -> str:
+    t = str(text).strip().lower()
+    if t in ("auto", "self") or t.isdigit():
+        return t
+    raise ValueError("expected auto, self or a pid")
+
+
 # -- the option table ---------------------------------------------------------------
 
 
@@ -117,6 +124,9 @@ OPTIONS: list[Option] = [
            "kernel data of unknown cgroups: aggregate into one series (default) or drop"),
     Option("legacy_maps", "KPOD_BPF_LEGACY_MAPS", "--bpf-legacy-maps", parse_bool,
            "force the legacy get-next-key/lookup/delete map walk instead of batch ops"),
+    Option("host_pid", "KPOD_HOST_PID", "--host-pid", _host_pid,
+           "pid in the proc root whose namespaces are the host's: auto (default: 1 when "
+           "readable, else this process when the proc root is /proc), self, or a number"),
     Option("log_level", "KPOD_LOG_LEVEL", "--log-level",
            _choice("debug", "info", "warning", "error"), "log level (default info)"),
 ]
@@ -172,7 +182,6 @@ OPTIONS += [
 ]
 
 
-
 @dataclass
 class Settings:
     mode: str = "auto"
@@ -190,6 +199,7 @@ class Settings:
     unresolved: str = "aggregate"
     legacy_maps: bool = False
     log_level: str = "info"
+    host_pid: str = "auto"
     namespaces: tuple[str, ...] = ()
     exclude_namespaces: tuple[str, ...] = ()
     pod_labels: tuple[str, ...] = ()
