@@ -39,6 +39,8 @@ def tables(results: dict[str, Any], verdicts: list[Verdict]) -> str:
         parts += ["## Start-up to first metrics (no extra cgroups)",
                   report.startup_table(results["slowdown"]),
                   "## Kernel memory of maps (defaults)", report.maps_table(results["slowdown"])]
+    if results.get("export"):
+        parts += ["## Export: render and scrape latency", report.export_table(results["export"])]
     parts += ["## Targets", report.targets_table(verdicts)]
     return "\n\n".join(parts)
 
@@ -86,8 +88,14 @@ def _down(results: dict[str, Any]) -> str:
     return "\n".join(dict.fromkeys(lines)) or "- none"
 
 
+ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
+
+
 def write(results: dict[str, Any], verdicts: list[Verdict], outdir: Path, doc: Path) -> None:
+    """Render the report; benchmarks/analysis.md (the written reading of the figures,
+    kept by hand) is included when present."""
     rel = os.path.relpath(outdir, doc.parent)
+    analysis = ANALYSIS.read_text().strip() if ANALYSIS.exists() else ""
     host = results.get("host", {})
     plots = "\n\n".join(f"![{p}]({rel}/{p})" for p in results.get("plots", []))
     s = results.get("settings", {})
@@ -134,6 +142,8 @@ ratio or a median taken in the same run; run-to-run spread is shown in brackets.
 
 {plots or "(no plots: matplotlib missing)"}
 
+{analysis}
+
 ## Where targets are missed, what would close them
 
 {_closing(verdicts)}
@@ -149,9 +159,6 @@ ratio or a median taken in the same run; run-to-run spread is shown in brackets.
 
 {_down(results)}
 
-## Export and scrape
-
-{report.export_table(results.get('export') or {}) or 'not run'}
 """
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(body)

@@ -39,9 +39,8 @@ def run(reg: procs.Registry, peers: list[Peer], workloads: list[Workload], poll:
     down: dict[str, str] = {}
     started: list[procs.Managed] = []
     try:
-        agent = procs.Agent(reg, profile, poll, tag="-kcost")
+        agent = procs.start_agent(reg, profile, poll, tag="-kcost")
         started.append(agent.m)
-        agent.wait_ready()
         owners.append(Owned(f"kpod-{profile}", agent.m.bpf.prog_ids))
         for p in peers:
             m = reg.spawn(f"peer-{p.name}-kcost", list(p.argv))

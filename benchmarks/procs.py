@@ -80,13 +80,18 @@ class Registry:
         self.live: list[Managed] = []
         self.seen_prog_ids: set[int] = set()
         self.seen_map_ids: set[int] = set()
+        self.agent_failures: list[dict[str, object]] = []
 
     def spawn(self, name: str, argv: list[str]) -> Managed:
         self.logdir.mkdir(parents=True, exist_ok=True)
         log = self.logdir / f"{name}.log"
         fh = open(log, "ab")  # noqa: SIM115 - handed to the child
+        # a Python traceback of every thread lands in the log if the child crashes; our
+        # own KPOD_BENCH_* settings must not reach the agent (it rejects unknown KPOD_*)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KPOD_BENCH_")}
+        env["PYTHONFAULTHANDLER"] = "1"
         try:
-            proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         finally:
             fh.close()
@@ -208,6 +213,25 @@ class Agent:
 
     def stop(self) -> None:
         self.reg.stop(self.m, grace=15.0)
+
+
+def start_agent(reg: Registry, profile: str, poll: float, tag: str = "",
+                attempts: int = 3) -> Agent:
+    """An agent that reached /readyz; a start that crashes is recorded and retried, so
+    one bad start does not drop a whole configuration from the comparison."""
+    last = ""
+    for i in range(attempts):
+        agent = Agent(reg, profile, poll, tag=f"{tag}-try{i}" if i else tag)
+        try:
+            agent.wait_ready()
+            return agent
+        except AgentDown as exc:
+            last = str(exc)
+            reg.agent_failures.append({"profile": profile, "tag": tag,
+                                       "returncode": agent.m.proc.poll(), "error": last[:2000],
+                                       "log": str(agent.m.log)})
+            agent.stop()
+    raise AgentDown(f"{attempts} starts failed; last: {last}")
 
 
 def wait_bpf_settled(reg: Registry, m: Managed, timeout: float = 8.0) -> bpfinfo.ProcBpf:

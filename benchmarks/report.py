@@ -119,10 +119,19 @@ def targets_table(verdicts: list[Verdict]) -> str:
 
 
 def export_table(export: dict[str, Any]) -> str:
-    if not export:
-        return ""
-    rows = [[name, str(v)[:120]] for name, v in export.items()]
-    return _md(["export result file", "content (abridged)"], rows)
+    """Scrape and render figures from benchmarks/export_bench.py, when it ran."""
+    rows_in = (export.get("result") or {}).get("rows") or []
+    if not rows_in:
+        why = export.get("skipped") or export.get("error") or export.get("stderr") or ""
+        return f"not run: {why}" if export else ""
+    rows = []
+    for r in rows_in:
+        rows.append([f"{r.get('lines', 0):,}", f"{r.get('series', 0):,}",
+                     f"{r.get('render_s', 0) * 1e3:.0f}", f"{r.get('scrape_p50_ms', 0):.0f}",
+                     f"{r.get('scrape_p99_ms', 0):.0f}", f"{(r.get('rss_hwm_kib') or 0) / 1024:.0f}"])
+    return (_md(["sample lines", "series", "render ms", "scrape p50 ms (10 clients)",
+                 "scrape p99 ms", "peak RSS MiB"], rows)
+            + f"\n\n`{export.get('command', '')}` (benchmarks/export_bench.py; see docs/export.md)")
 
 
 # -- plots ---------------------------------------------------------------------------
@@ -187,6 +196,7 @@ def plots(results: dict[str, Any], outdir: Path) -> list[str]:
             a2.plot(xs, [(r.get("rss_kib") or 0) / 1024 for _, r in pts], "o-", label=prof)
         a1.axhline(200, color="red", linestyle="--", linewidth=0.8, label="target 200 ms")
         a2.axhline(120, color="red", linestyle="--", linewidth=0.8, label="target 120 MiB")
+        a1.set_yscale("log")
         for a, ylab in ((a1, "CPU per collection cycle, ms"), (a2, "agent RSS, MiB")):
             a.set_xscale("log")
             a.set_xlabel("cgroups")

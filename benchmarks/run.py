@@ -66,24 +66,30 @@ def _preflight() -> None:
 
 
 def _export_bench(out: Path, quick: bool) -> dict[str, Any]:
-    """The export/scrape benchmark owned by another module, when it exists."""
+    """The export/scrape benchmark (benchmarks/export_bench.py, another module's), when it
+    exists. Its output goes into our results as bench_export.json, never over its own
+    committed export_*.json files."""
     script = ROOT / "benchmarks" / "export_bench.py"
     if not script.exists():
         return {"skipped": "benchmarks/export_bench.py not present"}
-    args = [sys.executable, "-m", "benchmarks.export_bench"]
+    args = [sys.executable, str(script)]
     helptext = subprocess.run([*args, "--help"], capture_output=True, text=True, cwd=ROOT,
                               timeout=60).stdout
-    if quick and "--quick" in helptext:
-        args.append("--quick")
+    target = out / "bench_export.json"
+    if "--out" not in helptext:
+        return {"skipped": "export_bench.py has no --out option (would overwrite its results)"}
+    args += ["--out", str(target)]
+    if quick and "--sizes" in helptext:
+        args += ["--sizes", "4000"]
     r = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=1800)
-    found: dict[str, Any] = {"returncode": r.returncode}
+    found: dict[str, Any] = {"returncode": r.returncode,
+                             "command": " ".join(args[1:]).replace(str(ROOT) + "/", "")}
     if r.returncode != 0:
         found["stderr"] = r.stderr.strip()[-500:]
-    for f in sorted(RESULTS.glob("export_*.json")):
-        try:
-            found[f.name] = json.loads(f.read_text())
-        except (OSError, ValueError) as exc:
-            found[f.name] = f"unreadable: {exc}"
+    try:
+        found["result"] = json.loads(target.read_text())
+    except (OSError, ValueError) as exc:
+        found["error"] = f"no result: {exc}"
     return found
 
 
@@ -111,11 +117,14 @@ def main(argv: list[str] | None = None) -> int:
                  "machine": platform.machine(), "python": platform.python_version()},
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                  text=True, cwd=ROOT).stdout.strip(),
+        "logs": "",
         "settings": {"rounds": rounds, "profiles": profiles, "sizes": sizes,
                      "poll_interval_s": poll, "scale_poll_interval_s": scale_poll,
                      "scale_cycles": scale_cycles},
     }
-    reg = procs.Registry(out / "logs")
+    # process logs are diagnostics, not results: keep them out of the repository
+    logdir = Path(tempfile.mkdtemp(prefix="kpod-bench-logs-"))
+    reg = procs.Registry(logdir)
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="kpod-bench-bin-") as tmp:
         try:
@@ -154,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         finally:
             reg.stop_all()
+    kpod = [c for c in (results.get("slowdown") or {}).values() if c["kind"] == "kpod"]
+    if kpod and all(c["down"] for c in kpod):
+        failures.append("the agent did not run in any profile: " + kpod[0]["down"][:300])
     leaked = reg.leaked_programs()
     if leaked:
         failures.append(f"BPF programs still loaded after stop: {leaked}")
@@ -161,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         failures.append(f"benchmark cgroups left behind: {cgroups.leftovers()}")
     if bpfinfo.stats_sysctl_value() != stats_before:
         failures.append("kernel.bpf_stats_enabled changed by the run")
+    results["logs"] = str(logdir)
+    results["agent_start_failures"] = reg.agent_failures
     results["cleanup"] = {"programs_loaded_before": progs_before,
                           "programs_loaded_after": len(bpfinfo.programs()),
                           "our_programs_seen": len(reg.seen_prog_ids), "leaked": leaked,

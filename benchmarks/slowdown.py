@@ -59,9 +59,10 @@ def _attach(reg: procs.Registry, cfg: Config, poll: float) -> list[procs.Managed
     if cfg.kind == "baseline":
         return []
     if cfg.kind == "kpod":
-        agent = procs.Agent(reg, cfg.profile, poll)
+        agent = procs.start_agent(reg, cfg.profile, poll)
         try:
-            cfg.startup_s.append(agent.wait_ready())
+            assert agent.startup_s is not None
+            cfg.startup_s.append(agent.startup_s)
             if not cfg.collectors:
                 cfg.collectors = agent.collectors(agent.scrape())
                 cfg.maps = _map_rows(agent.m.bpf)

@@ -148,3 +148,13 @@ def test_plots_are_pngs_when_matplotlib_is_there(tmp_path: Any) -> None:
     assert set(made) == {"slowdown.png", "kernel_ns_per_event.png", "scale.png",
                          "map_memory.png"}
     assert all((tmp_path / m).read_bytes()[:4] == b"\x89PNG" for m in made)
+
+
+def test_export_table_from_the_export_benchmark() -> None:
+    row = {"lines": 70007, "series": 13125, "render_s": 0.17, "scrape_p50_ms": 107.0,
+           "scrape_p99_ms": 270.0, "rss_hwm_kib": 170 * 1024}
+    text = report.export_table({"command": "benchmarks/export_bench.py --out x",
+                                "result": {"rows": [row]}})
+    assert "| 70,007 | 13,125 | 170 | 107 | 270 | 170 |" in text
+    assert report.export_table({"skipped": "absent"}) == "not run: absent"
+    assert report.export_table({}) == ""
