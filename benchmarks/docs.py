@@ -15,7 +15,7 @@ make bench          # full run: results in benchmarks/results/, rewrites this pa
 make bench-quick    # CI smoke test: tiny sizes, one round, results in a temp dir
 # the same, by hand (root; the bench extra brings matplotlib and py-spy):
 .venv/bin/python -m pip install -e '.[bench]'
-.venv/bin/python -m benchmarks.run [--quick] [--rounds 5] [--sizes 10,100,1000,5000] \\
+.venv/bin/python -m benchmarks.run [--quick] [--rounds 7] [--sizes 10,100,1000,5000] \\
     [--profiles minimal,standard,comprehensive] [--skip slowdown,kernel,scale,export]
 # what the harness runs for each configuration:
 perf bench sched pipe -l 200000

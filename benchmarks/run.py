@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny sizes, one round (CI smoke test)")
     p.add_argument("--out", default=os.environ.get("KPOD_BENCH_OUT", ""),
                    help="results directory (default benchmarks/results; quick: a temp dir)")
-    p.add_argument("--rounds", type=int, default=0, help="interleaved A/B rounds (default 5)")
+    p.add_argument("--rounds", type=int, default=0, help="interleaved A/B rounds (default 7)")
     p.add_argument("--profiles", default=",".join(PROFILES))
     p.add_argument("--sizes", default="", help="cgroup counts for the scale phase")
     p.add_argument("--skip", default="", help="phases to skip: slowdown,kernel,scale,export")
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                                      if quick else RESULTS)
     out.mkdir(parents=True, exist_ok=True)
     profiles = [p for p in a.profiles.split(",") if p]
-    rounds = a.rounds or (1 if quick else 5)
+    rounds = a.rounds or (1 if quick else 7)
     sizes = ([int(x) for x in a.sizes.split(",") if x] if a.sizes
              else ([10, 100] if quick else [10, 100, 1000, 5000]))
     skip = set(a.skip.split(",")) - {""}

@@ -46,6 +46,7 @@ def _window(agent: procs.Agent, cycles: int, poll: float) -> dict[str, object]:
         "exposition_bytes": len(s1.text.encode()),
         "collector_s": s1.by_label("kpod_collector_duration_seconds", "collector"),
         "map_entries": s1.by_label("kpod_bpf_map_entries", "map"),
+        "map_update_errors": s1.by_label("kpod_bpf_map_update_errors_total", "map"),
         "collectors_down": sorted(c for c, v in
                                   s1.by_label("kpod_collector_up", "collector").items() if not v),
     }

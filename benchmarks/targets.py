@@ -123,9 +123,19 @@ def _rss(scale: list[dict[str, Any]]) -> Verdict:
     m = f"{v:.0f} MiB ({worst['profile']})"
     if v <= RSS_MIB:
         return Verdict(name, "met", m, "120 MiB", gap=f"{RSS_MIB - v:.0f} MiB under")
+    small = min((r for r in scale if r.get("profile") == worst["profile"] and r.get("rss_kib")
+                 and r.get("series")), key=lambda r: r["cgroups"], default=None)
+    per = ""
+    if small is not None and worst.get("series", 0) > small["series"]:
+        kib = (worst["rss_kib"] - small["rss_kib"]) / (worst["series"] - small["series"])
+        per = (f"RSS grows by ~{kib * 1024:.0f} B per exported series "
+               f"({worst['series']:,} series at {TARGET_CGROUPS:,} cgroups, "
+               f"{worst['series'] / TARGET_CGROUPS:.0f} per cgroup) over a base of "
+               f"{small['rss_kib'] / 1024:.0f} MiB; ")
     return Verdict(name, "missed", m, "120 MiB", gap=f"{v - RSS_MIB:.0f} MiB over",
-                   closing="per-series state and the rendered exposition grow with cgroups; "
-                           + (_hot(worst) or "profile with py-spy / tracemalloc"))
+                   closing=per + "fewer series per pod (histograms only where they matter, "
+                   "per-syscall series only for syscalls a pod used), a leaner per-series "
+                   "store and a smaller interpreter base (lazy imports) would close it")
 
 
 def _maps(slow: dict[str, Any]) -> Verdict:
