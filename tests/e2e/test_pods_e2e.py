@@ -78,7 +78,7 @@ async def test_agent_labels_runqueue_by_pod_then_drops_deleted_pod(tmp_path: Pat
                 await asyncio.sleep(0.5)
                 assert agent.poll() is None, "agent exited"
                 try:
-                    status, text = await scrape(port)
+                    _, text = await scrape(port)
                 except aiohttp.ClientError:
                     continue
                 found = [s for s in series(text, FAMILY) if s.get("pod") == "web-0"]

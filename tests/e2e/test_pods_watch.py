@@ -245,7 +245,7 @@ async def test_missing_node_name(server: FakeApiServer, tmp_path: Path) -> None:
 
 async def test_unreadable_kubeconfig(server: FakeApiServer, tmp_path: Path) -> None:
     s = settings_for(server, tmp_path, kubeconfig=str(tmp_path / "nope"))
-    with pytest.raises(KubernetesStartError, match="KUBECONFIG.*cannot read"):
+    with pytest.raises(KubernetesStartError, match=r"KUBECONFIG.*cannot read"):
         await kubernetes.start_kubernetes(s, None)
     garbage = tmp_path / "garbage"
     garbage.write_text("clusters: 7\n")

@@ -151,6 +151,7 @@ class KubernetesResolver:
         pod = self._pods.pop(uid, None)
         if pod is None:
             return
+        self._dirty = True
         for evicted in self._grace.add(uid, pod):
             self.stats.grace_evicted += 1
             self._forget_locked(evicted)
@@ -173,12 +174,13 @@ class KubernetesResolver:
     # -- Resolver protocol (collection side, off the loop) -------------------------------
 
     def refresh(self) -> None:
-        if self._dirty or self._clock() - self._last_walk >= self.full_walk_interval:
-            self._walk()
         with self._lock:
             for pod in self._grace.expire():
                 self.stats.grace_expired += 1
                 self._forget_locked(pod)
+                self._dirty = True  # its directories are gone or going: drop their ids
+        if self._dirty or self._clock() - self._last_walk >= self.full_walk_interval:
+            self._walk()
 
     def _walk(self) -> None:
         with self._walk_lock:

@@ -232,15 +232,13 @@ class PodWatcher:
                     if skipping:
                         skipping = False
                         continue
-                    if line.strip():
-                        self._event(line)
+                    if line.strip() and self._event(line):
                         progressed = True
                 if len(buf) > MAX_LINE_BYTES:
                     self._bad(f"watch line longer than {MAX_LINE_BYTES} bytes")
                     buf.clear()
                     skipping = True
-            if buf.strip() and not skipping:
-                self._event(bytes(buf))
+            if buf.strip() and not skipping and self._event(bytes(buf)):
                 progressed = True
         except aiohttp.ClientPayloadError as exc:
             # the server (or a proxy) cut the stream: resume from where we are
@@ -250,15 +248,17 @@ class PodWatcher:
             resp.release()
         return progressed
 
-    def _event(self, line: bytes) -> None:
+    def _event(self, line: bytes) -> bool:
+        """Apply one watch line; False if it was not a usable event (so a stream of
+        garbage never counts as progress and cannot defeat the back-off)."""
         try:
             ev = json.loads(line)
         except ValueError:
             self._bad("watch line is not JSON")
-            return
+            return False
         if not isinstance(ev, dict) or not isinstance(ev.get("object"), dict):
             self._bad("watch event has no object")
-            return
+            return False
         kind, obj = ev.get("type"), ev["object"]
         if kind == "ERROR":
             code = obj.get("code")
@@ -271,12 +271,12 @@ class PodWatcher:
             if isinstance(rv, str) and rv:
                 self.resource_version = rv
                 self.stats.bookmarks += 1
-            else:
-                self._bad("bookmark without resourceVersion")
-            return
+                return True
+            self._bad("bookmark without resourceVersion")
+            return False
         if kind not in ("ADDED", "MODIFIED", "DELETED"):
             self._bad(f"unknown watch event type {kind!r}")
-            return
+            return False
         self.stats.events += 1
         if isinstance(rv, str) and rv:
             self.resource_version = rv
@@ -284,12 +284,14 @@ class PodWatcher:
             uid = meta.get("uid") if isinstance(meta, dict) else None
             if isinstance(uid, str) and uid:
                 self._sink.delete(uid.lower())
-            else:
-                self._bad("DELETED event without metadata.uid")
-            return
+                return True
+            self._bad("DELETED event without metadata.uid")
+            return False
         info = self._parse(obj)
-        if info is not None:
-            self._sink.upsert(info)
+        if info is None:
+            return False
+        self._sink.upsert(info)
+        return True
 
     # -- helpers -----------------------------------------------------------------------
 
