@@ -152,8 +152,9 @@ ratio or a median taken in the same run; run-to-run spread is shown in brackets.
 
 {_hot_spots(results)}
 
-`bpftool prog profile` needs fentry/fexit programs, which this kernel does not offer
-(no kprobes/fentry here), so kernel hot spots come from the per-program statistics above.
+Kernel side: `bpftool prog profile` answers "not supported" here (this bpftool is not
+built with its skeletons, and the profiler needs fentry/fexit, which this kernel lacks),
+so kernel hot spots come from the per-program statistics above.
 
 ## Collectors, peers and workloads that were down in this run
 

@@ -79,7 +79,9 @@ def scale_table(scale: list[dict[str, Any]]) -> str:
 
         rows.append([f"{r['cgroups']:,}", r["profile"], ms("cpu_per_cycle_s"),
                      ms("wall_per_cycle_s"), f"{(r.get('rss_kib') or 0) / 1024:.0f}",
-                     f"{r.get('startup_s', 0):.2f}", f"{r.get('series', 0):,}",
+                     f"{r.get('startup_s', 0):.2f}",
+                     f"{r.get('series', 0):,}" + (f" ({r['overflow_series']:,} overflow)"
+                                                  if r.get("overflow_series") else ""),
                      ", ".join(f"{k}={v:.0f}" for k, v in (r.get("map_entries") or {}).items()
                                if v)])
     return _md(["cgroups", "profile", "cycle CPU ms", "cycle wall ms", "RSS MiB",

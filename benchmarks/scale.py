@@ -43,6 +43,9 @@ def _window(agent: procs.Agent, cycles: int, poll: float) -> dict[str, object]:
         "rss_kib": mem.get("VmRSS"),
         "peak_rss_kib": mem.get("VmHWM"),
         "series": s1.series,
+        # the agent's cardinality budget folds series beyond it into __overflow__ ones
+        "overflow_series": sum(1 for v in s1.samples.values() for lab, _ in v
+                               if any(x == "__overflow__" for _, x in lab)),
         "exposition_bytes": len(s1.text.encode()),
         "collector_s": s1.by_label("kpod_collector_duration_seconds", "collector"),
         "map_entries": s1.by_label("kpod_bpf_map_entries", "map"),
