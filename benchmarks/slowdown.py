@@ -50,7 +50,7 @@ def _map_rows(held: bpfinfo.ProcBpf) -> list[dict[str, object]]:
     for mid in sorted(held.map_ids):
         m = allmaps.get(mid)
         if m:
-            rows.append({k: m.get(k) for k in ("id", "name", "type", "bytes_key",
+            rows.append({k: m.get(k) for k in ("id", "name", "type", "flags", "bytes_key",
                                                "bytes_value", "max_entries", "bytes_memlock")})
     return rows
 

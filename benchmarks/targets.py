@@ -152,10 +152,15 @@ def _maps(slow: dict[str, Any]) -> Verdict:
     maps = sorted(slow[f"kpod-{prof}"]["maps"], key=lambda x: -int(x.get("bytes_memlock") or 0))
     big = "; ".join(f"{x['name']} {int(x['bytes_memlock']) / MB:.2f} MB "
                     f"({x['type']}, {x['max_entries']} entries)" for x in maps[:4])
+    # plain hashes are preallocated unless BPF_F_NO_PREALLOC (flag 1); LRU ones always are
+    prealloc = [x for x in maps if x.get("type") == "hash" and not int(x.get("flags") or 0) & 1]
+    saved = sum(int(x["bytes_memlock"] or 0) for x in prealloc)
+    scratch = (f"; the preallocated per-task scratch hashes ({', '.join(x['name'] for x in prealloc)}"
+               f", {saved / MB:.2f} MB) as BPF_F_NO_PREALLOC or task storage would cost only "
+               f"their live entries, leaving {(v - saved) / MB:.2f} MB") if prealloc else ""
     return Verdict(name, "missed", m, "8 MB", gap=f"{(v - MAP_BYTES) / MB:.2f} MB over",
-                   closing=f"largest maps: {big}. Smaller default max_entries (sized to pods "
-                           "per node, not 4-16k), task storage instead of pid-keyed scratch "
-                           "hashes, fewer histogram slots")
+                   closing=f"largest maps: {big}{scratch}. Also: default max_entries sized "
+                           "to pods per node, fewer histogram slots per value")
 
 
 def _startup(slow: dict[str, Any]) -> Verdict:
