@@ -142,6 +142,24 @@ OTLP_DURATION = Family(
 families.register(PROGRAM_RUN_SECONDS, PROGRAM_RUNS, PROGRAM_STATS_ENABLED, SERIES,
                   SERIES_DROPPED, SERIES_LIMIT, BUILD_INFO, CONFIG_INFO, OTLP_EXPORTS,
                   OTLP_FAILURES, OTLP_RETRIES, OTLP_SKIPPED, OTLP_DURATION)
+IGNORED = Family(
+    "kpod_ignored_samples_total", FamilyType.COUNTER,
+    "Kernel samples of known cgroups deliberately not exported (not a pod, or a "
+    "filtered-out namespace)", per_owner=False,
+)
+POD_WATCH_ERRORS = Family(
+    "kpod_pod_watch_errors_total", FamilyType.COUNTER,
+    "Failed list/watch calls to the Kubernetes API (retried with back-off)", per_owner=False,
+)
+POD_WATCH_MALFORMED = Family(
+    "kpod_pod_watch_malformed_total", FamilyType.COUNTER,
+    "Pod objects or watch lines skipped because they were unusable", per_owner=False,
+)
+POD_WATCH_RELISTS = Family(
+    "kpod_pod_watch_relists_total", FamilyType.COUNTER,
+    "Re-lists after 410 Gone (watch history expired)", per_owner=False,
+)
+families.register(IGNORED, POD_WATCH_ERRORS, POD_WATCH_MALFORMED, POD_WATCH_RELISTS)
 families.register(CYCLE, COLLECTOR_DURATION, COLLECTOR_UP, COLLECTOR_STATUS, COLLECTOR_ERRORS,
                   CGROUP_READ_ERRORS, UNRESOLVED, MAP_ENTRIES, MAP_CAPACITY, MAP_WRITES,
                   MAP_ERRORS)

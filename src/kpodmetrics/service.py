@@ -34,7 +34,7 @@ from kpodmetrics.collectors.base import (
 from kpodmetrics.config import Settings
 from kpodmetrics.export.http import Exposition, HttpState, make_app
 from kpodmetrics.export.pipeline import Pipeline
-from kpodmetrics.export.store import SeriesStore
+from kpodmetrics.export.store import ApplyStats, SeriesStore
 from kpodmetrics.histogram import slot_of
 from kpodmetrics.pods import cgroupfs
 from kpodmetrics.pods.owner import Resolver
@@ -96,7 +96,10 @@ class Agent:
         if self.mode == "kubernetes":
             from kpodmetrics.pods import kubernetes
 
-            self.kube = await kubernetes.start_kubernetes(s, self.cgroup_root)
+            try:
+                self.kube = await kubernetes.start_kubernetes(s, self.cgroup_root)
+            except kubernetes.KubernetesStartError as exc:
+                raise StartupError(str(exc)) from exc
             self.resolver = self.kube.resolver
         else:
             self.resolver = StandaloneResolver(self.cgroup_root, grace_seconds=s.grace_period)
@@ -205,7 +208,7 @@ class Agent:
             )
             samples = [x for r in results for x in r]
             stats = await asyncio.to_thread(self.store.apply, samples, resolver)
-            await asyncio.to_thread(self._fold_self_metrics, ctx, stats.unresolved,
+            await asyncio.to_thread(self._fold_self_metrics, ctx, stats,
                                     time.monotonic() - t0)
             body = await asyncio.to_thread(self.pipeline.render)
             await asyncio.to_thread(self.exposition.set, body)  # gzip off the loop
@@ -227,7 +230,7 @@ class Agent:
         slot.last_duration = time.monotonic() - t0
         return out
 
-    def _fold_self_metrics(self, ctx: CollectContext, unresolved: int, elapsed: float) -> None:
+    def _fold_self_metrics(self, ctx: CollectContext, stats: ApplyStats, elapsed: float) -> None:
         out: list[Sample | HistogramSample] = []
         for slot in self.slots:
             lab = (("collector", slot.name),)
@@ -259,7 +262,14 @@ class Agent:
                     Sample(selfmetrics.MAP_ERRORS.name, 0, float(h.update_errors),
                            Kind.CUMULATIVE, ml, source=slot.name),
                 ]
-        out.append(Sample(selfmetrics.UNRESOLVED.name, 0, float(unresolved), Kind.DELTA))
+        out.append(Sample(selfmetrics.UNRESOLVED.name, 0, float(stats.unresolved), Kind.DELTA))
+        out.append(Sample(selfmetrics.IGNORED.name, 0, float(stats.ignored), Kind.DELTA))
+        if self.kube is not None:
+            ws = self.kube.watcher.stats
+            for fam, value in ((selfmetrics.POD_WATCH_ERRORS, ws.errors),
+                               (selfmetrics.POD_WATCH_MALFORMED, ws.malformed),
+                               (selfmetrics.POD_WATCH_RELISTS, ws.relists_gone)):
+                out.append(Sample(fam.name, 0, float(value), Kind.CUMULATIVE, source="watch"))
         slots = [0] * 40
         slots[slot_of(int(elapsed * 1e9), 40)] = 1
         out.append(HistogramSample(selfmetrics.CYCLE.name, 0, tuple(slots), int(elapsed * 1e9)))

@@ -84,12 +84,18 @@ def test_port_in_use_is_a_clear_error() -> None:
     (["--poll-interval", "fast"], "--poll-interval: 'fast' is invalid"),
     (["--profile", "max"], "--profile: 'max' is invalid"),
     (["--cgroup-root", "/nonexistent/cg"], "cgroup root '/nonexistent/cg' does not exist"),
+    (["--mode", "kubernetes"], "NODE_NAME/--node-name is required in Kubernetes mode"),
+    (["--mode", "kubernetes", "--node-name", "n1", "--kubeconfig", "/nonexistent/kubeconfig"],
+     "/nonexistent/kubeconfig"),
 ])
 def test_bad_settings_fail_with_one_clear_message(args: list[str], needle: str) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("KPOD_") and k not in ("NODE_NAME", "KUBECONFIG")}
     r = subprocess.run([sys.executable, "-m", "kpodmetrics", "run", "--port", str(free_port()),
-                        *args], capture_output=True, text=True, timeout=60)
+                        *args], capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode in (1, 2)
     assert needle in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 @pytest.mark.e2e

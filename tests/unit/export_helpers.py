@@ -24,6 +24,11 @@ class FakeResolver:
     def resolve(self, cgroup_id: int) -> Owner | None:
         return self.owner(cgroup_id) if cgroup_id in self.live else None
 
+    def ignored(self, cgroup_id: int) -> bool:
+
+        return False
+
+
     def drain_removed(self) -> list[Owner]:
         out, self._removed = self._removed, []
         return out

@@ -27,6 +27,11 @@ class FixedResolver:
     def targets(self) -> list[CgroupRef]:
         return []
 
+    def ignored(self, cgroup_id: int) -> bool:
+
+        return False
+
+
     def drain_removed(self) -> list[Owner]:
         return []
 

@@ -36,6 +36,11 @@ class FakeResolver:
     def targets(self) -> Sequence[CgroupRef]:
         return []
 
+    def ignored(self, cgroup_id: int) -> bool:
+
+        return False
+
+
     def drain_removed(self) -> list[Owner]:
         out, self.removed = self.removed, []
         return out
@@ -147,3 +152,14 @@ def test_declared_families_are_listed_before_their_first_series() -> None:
     assert not [ln for ln in text.splitlines() if ln.startswith(C.name)]
     store.apply([Sample(C.name, 1, 2)], FakeResolver({1: "/a"}))
     assert f'{C.name}{{cgroup="/a"}} 2.0' in render(store.snapshot()).decode()
+
+
+def test_ignored_cgroups_go_to_no_series_not_even_unresolved() -> None:
+    class IgnoringResolver(FakeResolver):
+        def ignored(self, cgroup_id: int) -> bool:
+            return cgroup_id == 7
+
+    store = SeriesStore()
+    stats = store.apply([Sample(C.name, 7, 1), Sample(C.name, 8, 1)], IgnoringResolver({}))
+    assert (stats.ignored, stats.unresolved) == (1, 1)
+    assert value(store, C.name, cgroup="__unresolved__") == 1

@@ -48,6 +48,7 @@ class ApplyStats:
 
     applied: int = 0
     unresolved: int = 0
+    ignored: int = 0
     dropped_unresolved: int = 0
     resets: int = 0
     rejected: int = 0
@@ -119,6 +120,9 @@ class SeriesStore:
             for s in samples:
                 owner = resolver.resolve(s.cgroup_id)
                 if owner is None:
+                    if resolver.ignored(s.cgroup_id):  # known, deliberately not exported
+                        stats.ignored += 1
+                        continue
                     stats.unresolved += 1
                     if self._unresolved_policy == "drop":
                         stats.dropped_unresolved += 1

@@ -51,6 +51,11 @@ class Resolver(Protocol):
 
     def resolve(self, cgroup_id: int) -> Owner | None: ...
 
+    def ignored(self, cgroup_id: int) -> bool:
+        """True for known cgroups that are deliberately not exported (not a pod, or a
+        filtered-out namespace): their samples go to no series, not even the unresolved one."""
+        ...
+
     def targets(self) -> Sequence[CgroupRef]: ...
 
     def drain_removed(self) -> list[Owner]:

@@ -87,6 +87,9 @@ class StandaloneResolver:
                 return None
         return ref.owner
 
+    def ignored(self, cgroup_id: int) -> bool:
+        return False  # standalone exports every cgroup
+
     def targets(self) -> Sequence[CgroupRef]:
         with self._lock:
             return list(self._live.values())
