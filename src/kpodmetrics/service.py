@@ -152,7 +152,8 @@ class Agent:
                 _log.info("collector %s started", slot.name)
 
     async def _start_http(self) -> None:
-        state = HttpState(self.exposition, self.is_ready, self.landing_rows)
+        state = HttpState(self.exposition, self.is_ready, self.landing_rows,
+                          not_ready_reason=self.not_ready_reason)
         app = make_app(state)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -295,6 +296,11 @@ class Agent:
         if self.cycles == 0:
             return False
         return bool(self.kube is None or self.kube.ready)
+
+    def not_ready_reason(self) -> str:
+        if self.cycles == 0:
+            return "first collection not done"
+        return "pod list not synced with the Kubernetes API yet"
 
     def landing_rows(self) -> list[tuple[str, str, str]]:
         return [(s.name, "up" if s.collector is not None else "down", s.reason)
