@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from benchmarks.stats import summarize
 from benchmarks.targets import Verdict
 
 
@@ -28,7 +29,9 @@ def _fmt_ns(v: float | None) -> str:
     return f"{v:.0f} ns"
 
 
-def slowdown_table(slow: dict[str, Any]) -> str:
+def slowdown_table(slow: dict[str, Any], key: str = "ratio") -> str:
+    """Median slowdown [min..max] per configuration and workload; `key` picks wall time
+    ("ratio") or the workload's CPU time ("cpu_ratio")."""
     workloads: list[str] = []
     for c in slow.values():
         for w in c["workloads"]:
@@ -43,7 +46,10 @@ def slowdown_table(slow: dict[str, Any]) -> str:
         cells = [name]
         for w in workloads:
             d = c["workloads"].get(w) or {}
-            s, r = d.get("ns_per_op"), d.get("ratio")
+            s, r = d.get("ns_per_op"), d.get(key)
+            if key == "cpu_ratio":
+                cpu = summarize(d.get("raw_cpu_ns_per_op") or [])
+                s = cpu.as_dict() if cpu else None
             if s is None:
                 cells.append("-")
             elif r is None:
@@ -153,22 +159,25 @@ def plots(results: dict[str, Any], outdir: Path) -> list[str]:
     cfgs = [n for n, c in slow.items() if c["kind"] != "baseline" and not c.get("down")]
     workloads = list(next(iter(slow.values()))["workloads"]) if slow else []
     if cfgs and workloads:
-        fig, ax = plt.subplots(figsize=(10, 4.5))
+        fig, axes = plt.subplots(2, 1, figsize=(10, 8), sharex=True)
         width = 0.8 / len(cfgs)
-        for i, name in enumerate(cfgs):
-            meds, lo, hi = [], [], []
-            for w in workloads:
-                r = slow[name]["workloads"][w].get("ratio") or {"median": 1, "low": 1, "high": 1}
-                meds.append((r["median"] - 1) * 100)
-                lo.append((r["median"] - r["low"]) * 100)
-                hi.append((r["high"] - r["median"]) * 100)
-            xs = [j + i * width for j in range(len(workloads))]
-            ax.bar(xs, meds, width, yerr=[lo, hi], capsize=2, label=name)
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(workloads))], workloads)
-        ax.axhline(0, color="black", linewidth=0.5)
-        ax.set_ylabel("slowdown vs baseline, % (median, range)")
-        ax.legend(fontsize=7, ncol=2)
-        ax.set_title("Workload slowdown with the agent or a peer attached")
+        one = {"median": 1, "low": 1, "high": 1}
+        for ax, key, title in ((axes[0], "ratio", "wall time"),
+                               (axes[1], "cpu_ratio", "CPU time of the workload")):
+            for i, name in enumerate(cfgs):
+                meds, lo, hi = [], [], []
+                for w in workloads:
+                    r = slow[name]["workloads"][w].get(key) or one
+                    meds.append((r["median"] - 1) * 100)
+                    lo.append((r["median"] - r["low"]) * 100)
+                    hi.append((r["high"] - r["median"]) * 100)
+                xs = [j + i * width for j in range(len(workloads))]
+                ax.bar(xs, meds, width, yerr=[lo, hi], capsize=2, label=name)
+            ax.axhline(0, color="black", linewidth=0.5)
+            ax.set_ylabel("slowdown, % (median, range)")
+            ax.set_title(f"Workload slowdown with the agent or a peer attached: {title}")
+        axes[1].set_xticks([j + 0.4 - width / 2 for j in range(len(workloads))], workloads)
+        axes[0].legend(fontsize=7, ncol=2)
         fig.tight_layout()
         fig.savefig(outdir / "slowdown.png", dpi=110)
         plt.close(fig)

@@ -25,6 +25,7 @@ class Config:
     peer: Peer | None = None
     down: str = ""
     costs: dict[str, list[float]] = field(default_factory=dict)
+    cpu_costs: dict[str, list[float]] = field(default_factory=dict)
     startup_s: list[float] = field(default_factory=list)
     collectors: dict[str, dict[str, object]] = field(default_factory=dict)
     maps: list[dict[str, object]] = field(default_factory=list)
@@ -99,10 +100,13 @@ def run(reg: procs.Registry, cfgs: list[Config], workloads: list[Workload], roun
                 time.sleep(0.3)  # let start-up work settle before timing
                 for w in workloads:
                     try:
-                        cfg.costs.setdefault(w.name, []).append(w.run())
+                        cost = w.run()
+                        wall, cpu = cost.wall_ns, cost.cpu_ns
                     except WorkloadError as exc:
                         print(f"  {w.name} under {cfg.name}: {exc}", file=sys.stderr)
-                        cfg.costs.setdefault(w.name, []).append(float("nan"))
+                        wall = cpu = float("nan")
+                    cfg.costs.setdefault(w.name, []).append(wall)
+                    cfg.cpu_costs.setdefault(w.name, []).append(cpu)
                 for m in attached:
                     if not m.alive():
                         cfg.down = f"exited during the round: {m.log_tail(3)}"
@@ -120,13 +124,17 @@ def results(cfgs: list[Config], workloads: list[Workload]) -> dict[str, object]:
         per_w: dict[str, object] = {}
         for w in workloads:
             costs = c.costs.get(w.name, [])
+            cpu = c.cpu_costs.get(w.name, [])
             s = summarize(costs)
             r = summarize(ratios(costs, base.costs.get(w.name, [])))
+            rc = summarize(ratios(cpu, base.cpu_costs.get(w.name, [])))
             per_w[w.name] = {
                 "unit": w.unit,
                 "ns_per_op": s.as_dict() if s else None,
                 "ratio": r.as_dict() if r and c is not base else None,
+                "cpu_ratio": rc.as_dict() if rc and c is not base else None,
                 "raw_ns_per_op": costs,
+                "raw_cpu_ns_per_op": cpu,
             }
         out[c.name] = {
             "kind": c.kind, "profile": c.profile,

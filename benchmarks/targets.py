@@ -29,11 +29,11 @@ class Verdict:
                 "limit": self.limit, "gap": self.gap, "closing": self.closing}
 
 
-def _ratio(slow: dict[str, Any], cfg: str, workload: str) -> float | None:
+def _ratio(slow: dict[str, Any], cfg: str, workload: str, key: str = "ratio") -> float | None:
     c = slow.get(cfg)
     if not c or c.get("down"):
         return None
-    r = (c["workloads"].get(workload) or {}).get("ratio")
+    r = (c["workloads"].get(workload) or {}).get(key)
     return float(r["median"]) if r else None
 
 
@@ -45,6 +45,11 @@ def _slowdown(slow: dict[str, Any], kpod: str, peer: str, hint: str) -> Verdict:
                for n, v in ((kpod, a), (peer, b)) if v is None]
         return Verdict(name, "not measured", "", "", closing="; ".join(why))
     measured, limit = f"{(a - 1) * 100:+.1f}%", f"{(b - 1) * 100:+.1f}%"
+    ca, cb = (_ratio(slow, kpod, "sched-pipe", "cpu_ratio"),
+              _ratio(slow, peer, "sched-pipe", "cpu_ratio"))
+    if ca is not None and cb is not None:  # the steadier CPU-time view, for the reader
+        measured += f" (CPU {(ca - 1) * 100:+.1f}%)"
+        limit += f" (CPU {(cb - 1) * 100:+.1f}%)"
     if a <= b:
         return Verdict(name, "met", measured, limit, gap=f"{(b - a) * 100:.1f} pp under")
     return Verdict(name, "missed", measured, limit, gap=f"{(a - b) * 100:.1f} pp over",

@@ -8,6 +8,7 @@ run from benchmarks/helpers/ into a temporary directory.
 from __future__ import annotations
 
 import re
+import resource
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -30,10 +31,21 @@ QUICK = Sizes(pipe_loops=5_000, syscalls=50_000, tcp_rr=2_000, tcp_stream_mib=32
 
 
 @dataclass(frozen=True, slots=True)
+class Cost:
+    """Wall time per operation (what the workload reports) and CPU time per operation
+    (user+sys of the workload's processes, from rusage). CPU time includes the BPF
+    programs that run in the workload's context but not time stolen by other tasks,
+    so it is the steadier of the two on a shared machine."""
+
+    wall_ns: float
+    cpu_ns: float
+
+
+@dataclass(frozen=True, slots=True)
 class Workload:
     name: str
     unit: str  # what one operation is
-    run: Callable[[], float]  # -> ns per operation
+    run: Callable[[], Cost]
 
 
 class WorkloadError(RuntimeError):
@@ -72,11 +84,19 @@ def parse_helper(text: str) -> float:
     return float(m.group(1))
 
 
-def _run(argv: list[str], parse: Callable[[str], float], timeout: float = 300) -> float:
+def _cpu_children() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _run(argv: list[str], parse: Callable[[str], float], ops: int,
+         timeout: float = 300) -> Cost:
+    c0 = _cpu_children()
     out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    cpu = _cpu_children() - c0
     if out.returncode != 0:
         raise WorkloadError(f"{argv[0]} failed ({out.returncode}): {out.stderr.strip()[-300:]}")
-    return parse(out.stdout + out.stderr)
+    return Cost(parse(out.stdout + out.stderr), cpu * 1e9 / max(ops, 1))
 
 
 def make(sizes: Sizes, binaries: dict[str, str]) -> tuple[list[Workload], dict[str, str]]:
@@ -87,15 +107,17 @@ def make(sizes: Sizes, binaries: dict[str, str]) -> tuple[list[Workload], dict[s
         found.append(Workload(
             "sched-pipe", "pipe round trip (2 context switches)",
             lambda: _run(["perf", "bench", "sched", "pipe", "-l", str(sizes.pipe_loops)],
-                         parse_perf_pipe)))
+                         parse_perf_pipe, sizes.pipe_loops)))
     else:
         missing["sched-pipe"] = "perf not on PATH (Debian package linux-perf)"
     found.append(Workload("syscalls", "syscall",
-                          lambda: _run([binaries["syscalls"], str(sizes.syscalls)], parse_helper)))
+                          lambda: _run([binaries["syscalls"], str(sizes.syscalls)], parse_helper,
+                                       3 * sizes.syscalls)))
     found.append(Workload("tcp-rr", "64-byte TCP round trip",
                           lambda: _run([binaries["tcploop"], "rr", str(sizes.tcp_rr)],
-                                       parse_helper)))
+                                       parse_helper, sizes.tcp_rr)))
     found.append(Workload("tcp-stream", "MiB over TCP loopback",
                           lambda: _run([binaries["tcploop"], "stream",
-                                        str(sizes.tcp_stream_mib)], parse_helper)))
+                                        str(sizes.tcp_stream_mib)], parse_helper,
+                                       sizes.tcp_stream_mib)))
     return found, missing
