@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -93,8 +94,15 @@ def _export_bench(out: Path, quick: bool) -> dict[str, Any]:
     return found
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    """SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so every `finally` runs and
+    no agent, peer or cgroup outlives the harness."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _preflight()
     quick = a.quick
     out = Path(a.out) if a.out else (Path(tempfile.mkdtemp(prefix="kpod-bench-quick-"))
@@ -185,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     results["failures"] = failures
     results["duration_s"] = time.monotonic() - t_start
     name = "bench_quick.json" if quick else "bench.json"
-    (out / name).write_text(json.dumps(results, indent=1, default=str) + "\n")
     made = report.plots(results, out)
     results["plots"] = made
+    (out / name).write_text(json.dumps(results, indent=1, default=str) + "\n")
     text = docs.tables(results, verdicts)
     print(text)
     if not made:
