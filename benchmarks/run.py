@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
              else ([10, 100] if quick else [10, 100, 1000, 5000]))
     skip = set(a.skip.split(",")) - {""}
     poll = 0.5 if quick else 2.0
-    scale_poll, scale_cycles = (0.5, 2) if quick else (1.0, 5)
+    scale_poll, scale_cycles = (0.5, 2) if quick else (1.0, 4)
     t_start = time.monotonic()
     progs_before = len(bpfinfo.programs())
     stats_before = bpfinfo.stats_sysctl_value()

@@ -22,16 +22,19 @@ def _window(agent: procs.Agent, cycles: int, poll: float) -> dict[str, object]:
     c0 = procs.cpu_seconds(agent.pid)
     t0 = time.monotonic()
     n0, sum0 = agent.cycles(s0)
-    time.sleep(cycles * poll + poll / 2)
+    # CPU accrues continuously but cycles are counted whole: wait for `cycles` complete
+    # cycles, pacing by the agent's own mean cycle time when cycles outlast the interval
+    step = max(poll, sum0 / n0 if n0 else poll)
+    time.sleep(cycles * step + poll / 2)
     deadline = time.monotonic() + 90
-    while True:  # a cycle slower than the interval: wait for at least two of them
+    while True:
         s1 = agent.scrape()
         c1 = procs.cpu_seconds(agent.pid)
         t1 = time.monotonic()
         n1, sum1 = agent.cycles(s1)
-        if n1 - n0 >= min(2, cycles) or time.monotonic() > deadline:
+        if n1 - n0 >= cycles or time.monotonic() > deadline:
             break
-        time.sleep(poll)
+        time.sleep(step)
     n = n1 - n0
     mem = procs.memory_kib(agent.pid)
     return {
