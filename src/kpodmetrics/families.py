@@ -37,11 +37,17 @@ class Family:
     """False for agent self-metrics that carry no pod/cgroup labels."""
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
+    @property
+    def ucum_unit(self) -> str:
+        """The unit as OTLP expects it (UCUM: s, By), whichever spelling was declared."""
+        return _UCUM.get(self.unit, self.unit)
+
     def bounds(self) -> list[float]:
         """Exported upper bounds in base units, ascending (no +Inf)."""
         return [(2.0**k) * self.scale for k in self.bucket_exponents]
 
 
+_UCUM = {"seconds": "s", "second": "s", "bytes": "By", "byte": "By"}
 _REGISTRY: dict[str, Family] = {}
 
 
