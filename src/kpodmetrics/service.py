@@ -204,8 +204,10 @@ class Agent:
             ctx = CollectContext(targets=resolver.targets(), cgroup_root=self.cgroup_root,
                                  proc_root=self.settings.proc_root)
             live = [s for s in self.slots if s.collector is not None]
-            results = await asyncio.gather(
-                *(asyncio.to_thread(self._run_collector, s, ctx) for s in live)
+            # one after another in one worker: they are Python-bound, and one thread
+            # each made the GIL convoy cost 2.5-2.9x the CPU (docs/performance.md)
+            results = await asyncio.to_thread(
+                lambda: [self._run_collector(s, ctx) for s in live]
             )
             samples = [x for r in results for x in r]
             stats = await asyncio.to_thread(self.store.apply, samples, resolver)

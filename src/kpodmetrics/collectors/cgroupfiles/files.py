@@ -21,9 +21,23 @@ class Vanished(OSError):
 
 
 def read_bounded(path: str, limit: int = DEFAULT_LIMIT) -> bytes:
-    """Read at most `limit` bytes; raises OSError like open/read do."""
-    with open(path, "rb") as fh:
-        return fh.read(limit)
+    """Read at most `limit` bytes; raises OSError like open/read do.
+
+    Plain os.open/os.read: thousands of small files a cycle, and the buffered file
+    object costs more than the read itself (measured ~3x per file here)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        left = limit
+        while left > 0:
+            chunk = os.read(fd, min(left, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def read_optional(dirpath: str, name: str, limit: int = DEFAULT_LIMIT) -> bytes | None:
