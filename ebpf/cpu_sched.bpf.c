@@ -5,7 +5,14 @@
  * A task's wait starts when it is woken (sched_wakeup, sched_wakeup_new) or when it
  * is switched out while still runnable (preempted); it ends when it is switched in.
  * The wait is charged to the cgroup of the task switched IN (next), read from the
- * task itself by CO-RE, never to whatever task happens to be current.
+ * task itself, never to whatever task happens to be current.
+ *
+ * Hot path: sched_switch fires on every context switch, so the switched-out side does
+ * no map lookup at all. The kind of the switch-out (woken after blocking = voluntary,
+ * preempted = involuntary, new task = none) rides in the two low bits of the stored
+ * enqueue time, and both the wait and the context switch are counted with the single
+ * per-cgroup lookup made for the task switched in. A task's last switch-out before it
+ * exits is therefore not counted; every other one is, one switch-in later.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -15,11 +22,16 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+#define KIND_VOLUNTARY 0ULL   /* woken after blocking */
+#define KIND_INVOLUNTARY 1ULL /* preempted, or yielded while runnable */
+#define KIND_NEW 2ULL         /* first run of a new task: no switch-out to count */
+#define KIND_MASK 3ULL
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u32);   /* tid */
-	__type(value, __u64); /* enqueue time, ns */
+	__type(value, __u64); /* enqueue time in ns, low two bits: KIND_* */
 } cpu_start SEC(".maps");
 
 struct {
@@ -38,29 +50,27 @@ struct {
 
 static const struct kpod_cpu_stats zero_stats;
 
-static __always_inline void enqueue(struct task_struct *p)
+static __always_inline void enqueue(__u32 pid, __u64 now, __u64 kind)
 {
-	__u32 pid = BPF_CORE_READ(p, pid);
-	__u64 ts;
+	__u64 v = (now & ~KIND_MASK) | kind;
 
 	if (!pid) /* the idle task never waits */
 		return;
-	ts = bpf_ktime_get_ns();
-	if (bpf_map_update_elem(&cpu_start, &pid, &ts, BPF_ANY))
+	if (bpf_map_update_elem(&cpu_start, &pid, &v, BPF_ANY))
 		KPOD_HEALTH_INC(cpu_health, KPOD_HEALTH_CPU_START, update_errors);
 }
 
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(kpod_sched_wakeup, struct task_struct *p)
 {
-	enqueue(p);
+	enqueue(p->pid, bpf_ktime_get_ns(), KIND_VOLUNTARY);
 	return 0;
 }
 
 SEC("tp_btf/sched_wakeup_new")
 int BPF_PROG(kpod_sched_wakeup_new, struct task_struct *p)
 {
-	enqueue(p);
+	enqueue(p->pid, bpf_ktime_get_ns(), KIND_NEW);
 	return 0;
 }
 
@@ -69,38 +79,32 @@ int BPF_PROG(kpod_sched_switch, bool preempt, struct task_struct *prev, struct t
 	     unsigned int prev_state)
 {
 	struct kpod_cpu_stats *st;
-	__u32 prev_pid = BPF_CORE_READ(prev, pid);
-	__u32 next_pid = BPF_CORE_READ(next, pid);
-	/* still on the run queue: preempted, or switched out without blocking */
-	bool runnable = preempt || prev_state == 0;
-	__u64 cg, *tsp;
+	__u32 next_pid = next->pid;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 *tsp, start, kind, cg;
 
-	if (prev_pid) {
-		if (runnable)
-			enqueue(prev);
-		cg = kpod_task_cgroup_id(prev);
-		st = kpod_lookup_or_init(&cpu_stats, &cg, &zero_stats, &cpu_health,
-					 KPOD_HEALTH_CPU_STATS);
-		if (st) {
-			if (runnable)
-				__sync_fetch_and_add(&st->nivcsw, 1);
-			else
-				__sync_fetch_and_add(&st->nvcsw, 1);
-		}
-	}
+	/* still on the run queue: preempted, or switched out without blocking */
+	if (preempt || prev_state == 0)
+		enqueue(prev->pid, now, KIND_INVOLUNTARY);
 
 	if (!next_pid)
 		return 0;
 	tsp = bpf_map_lookup_elem(&cpu_start, &next_pid);
 	if (!tsp)
 		return 0;
-	__u64 now = bpf_ktime_get_ns();
-	__u64 delta = now > *tsp ? now - *tsp : 0;
+	start = *tsp;
 	bpf_map_delete_elem(&cpu_start, &next_pid);
+	kind = start & KIND_MASK;
+	start &= ~KIND_MASK;
 
 	cg = kpod_task_cgroup_id(next);
 	st = kpod_lookup_or_init(&cpu_stats, &cg, &zero_stats, &cpu_health, KPOD_HEALTH_CPU_STATS);
-	if (st)
-		kpod_hist_add(&st->runq, delta);
+	if (!st)
+		return 0;
+	kpod_hist_add(&st->runq, now > start ? now - start : 0);
+	if (kind == KIND_VOLUNTARY)
+		__sync_fetch_and_add(&st->nvcsw, 1);
+	else if (kind == KIND_INVOLUNTARY)
+		__sync_fetch_and_add(&st->nivcsw, 1);
 	return 0;
 }

@@ -105,7 +105,8 @@ class Agent:
             self.resolver = StandaloneResolver(self.cgroup_root, grace_seconds=s.grace_period)
         self.pipeline = Pipeline(self.store, self.node, s)
         await self._start_collectors()
-        self.bpf_stats.enable()  # per-program run time; off again when the fd closes
+        if s.bpf_stats:
+            self.bpf_stats.enable()  # per-program run time; off again when the fd closes
         await self._start_http()
         await self.collect_once()
         self._loop_task = asyncio.create_task(self._loop(), name="kpod-collection-loop")
