@@ -35,6 +35,9 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
+	/* threads blocked in a tracked syscall (futex, epoll_wait) hold an entry for long;
+	 * allocate per entry instead of 1.4 MB up front (tracked calls only pay it) */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64); /* pid_tgid */
 	__type(value, struct sys_start_val);
 } sys_start SEC(".maps");
