@@ -49,18 +49,8 @@ def start(cg: KernelCgroup, exe: str, mode: str) -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture
-def collector_factory():  # type: ignore[no-untyped-def]
-    made: list[CpuSchedCollector] = []
-
-    def make(legacy: bool) -> CpuSchedCollector:
-        c = CpuSchedCollector(legacy_maps=legacy)
-        c.start()
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
+def collector_factory(started_collectors):  # type: ignore[no-untyped-def]
+    return lambda legacy: started_collectors(CpuSchedCollector, legacy_maps=legacy)
 
 
 def measure(collector: CpuSchedCollector) -> tuple[dict[int, KpodCpuStats], dict[str, object]]:

@@ -181,18 +181,8 @@ def collect_until(c: NetTcpCollector, totals: Totals, done: Callable[[], bool],
 
 
 @pytest.fixture
-def collector_factory():  # type: ignore[no-untyped-def]
-    made: list[NetTcpCollector] = []
-
-    def make(legacy: bool = False) -> NetTcpCollector:
-        c = NetTcpCollector(legacy_maps=legacy)
-        c.start()
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
+def collector_factory(started_collectors):  # type: ignore[no-untyped-def]
+    return lambda legacy=False: started_collectors(NetTcpCollector, legacy_maps=legacy)
 
 
 def port() -> int:
