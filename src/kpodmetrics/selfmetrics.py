@@ -142,6 +142,11 @@ OTLP_DURATION = Family(
 families.register(PROGRAM_RUN_SECONDS, PROGRAM_RUNS, PROGRAM_STATS_ENABLED, SERIES,
                   SERIES_DROPPED, SERIES_LIMIT, BUILD_INFO, CONFIG_INFO, OTLP_EXPORTS,
                   OTLP_FAILURES, OTLP_RETRIES, OTLP_SKIPPED, OTLP_DURATION)
+MAP_EVICTIONS = Family(
+    "kpod_bpf_map_evictions_total", FamilyType.COUNTER,
+    "Entries a full LRU map dropped before they were read: their counts are lost "
+    "(a lower bound; raise the map's max_entries)", label_names=("map",), per_owner=False,
+)
 IGNORED = Family(
     "kpod_ignored_samples_total", FamilyType.COUNTER,
     "Kernel samples of known cgroups deliberately not exported (not a pod, or a "
@@ -159,7 +164,7 @@ POD_WATCH_RELISTS = Family(
     "kpod_pod_watch_relists_total", FamilyType.COUNTER,
     "Re-lists after 410 Gone (watch history expired)", per_owner=False,
 )
-families.register(IGNORED, POD_WATCH_ERRORS, POD_WATCH_MALFORMED, POD_WATCH_RELISTS)
+families.register(MAP_EVICTIONS, IGNORED, POD_WATCH_ERRORS, POD_WATCH_MALFORMED, POD_WATCH_RELISTS)
 families.register(CYCLE, COLLECTOR_DURATION, COLLECTOR_UP, COLLECTOR_STATUS, COLLECTOR_ERRORS,
                   CGROUP_READ_ERRORS, UNRESOLVED, MAP_ENTRIES, MAP_CAPACITY, MAP_WRITES,
                   MAP_ERRORS)

@@ -265,6 +265,8 @@ class Agent:
                            Kind.CUMULATIVE, ml, source=slot.name),
                     Sample(selfmetrics.MAP_ERRORS.name, 0, float(h.update_errors),
                            Kind.CUMULATIVE, ml, source=slot.name),
+                    Sample(selfmetrics.MAP_EVICTIONS.name, 0, float(h.evicted_at_least),
+                           Kind.CUMULATIVE, ml, source=slot.name),
                 ]
         out.append(Sample(selfmetrics.UNRESOLVED.name, 0, float(stats.unresolved), Kind.DELTA))
         out.append(Sample(selfmetrics.IGNORED.name, 0, float(stats.ignored), Kind.DELTA))

@@ -45,6 +45,8 @@ class MapHealth:
     entries: int
     entries_written: int
     update_errors: int
+    evicted_at_least: int = 0
+    """Entries the LRU dropped before userspace read them: a lower bound (see bpf_base)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,8 @@ class BpfCollectorBase:
         self._opts = LoadOptions(max_entries=dict(max_entries or {}), rodata=rodata, only=only,
                                  legacy_maps=legacy_maps)
         self._entries: dict[str, int] = {}
+        self._read_total: dict[str, int] = {}
+        self._evicted: dict[str, int] = {}
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -63,10 +65,32 @@ class BpfCollectorBase:
     # -- reading -------------------------------------------------------------------
 
     def read_map(self, name: str) -> MapRead:
+        """Snap and reset one map; for metric maps also account for LRU evictions.
+
+        An LRU map that is full evicts silently: the insert succeeds, an older entry
+        (with its counts) is gone. Every entry alive at a read was inserted since the
+        previous read and is deleted by this one, so inserts minus entries read is what
+        was evicted. Reading the insert counter *before* the map makes the figure a
+        lower bound (inserts in between are read but not yet counted): it never claims
+        a loss that did not happen."""
         assert self.obj is not None, f"{self.name}: collect before start"
+        idx = self.metric_maps.get(name)
+        written = self._inserts(idx) if idx is not None and self.health_map else None
         read = self.obj.map(name).read_and_reset()
         self._entries[name] = read.count
+        if written is not None:
+            self._read_total[name] = self._read_total.get(name, 0) + read.count
+            bound = written - self._read_total[name]
+            self._evicted[name] = max(self._evicted.get(name, 0), bound)
         return read
+
+    def _inserts(self, idx: int) -> int:
+        assert self.obj is not None
+        raw = self.obj.map(self.health_map).read_all()
+        for k, v in raw.items():
+            if int.from_bytes(k, "little") == idx:
+                return int(KpodMapHealth.from_buffer_copy(v).entries_written)
+        return 0
 
     def programs(self) -> Sequence[ProgramStatus]:
         if self.obj is None:
@@ -98,5 +122,6 @@ class BpfCollectorBase:
                 entries=self._entries.get(map_name, 0),
                 entries_written=int(h.entries_written) if h else 0,
                 update_errors=int(h.update_errors) if h else 0,
+                evicted_at_least=self._evicted.get(map_name, 0),
             ))
         return out
