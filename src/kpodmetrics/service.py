@@ -259,15 +259,18 @@ class Agent:
             for h in slot.collector.map_health():
                 ml = (("map", h.map),)
                 out += [
-                    Sample(selfmetrics.MAP_ENTRIES.name, 0, float(h.entries), Kind.GAUGE, ml),
                     Sample(selfmetrics.MAP_CAPACITY.name, 0, float(h.capacity), Kind.GAUGE, ml),
                     Sample(selfmetrics.MAP_WRITES.name, 0, float(h.entries_written),
                            Kind.CUMULATIVE, ml, source=slot.name),
                     Sample(selfmetrics.MAP_ERRORS.name, 0, float(h.update_errors),
                            Kind.CUMULATIVE, ml, source=slot.name),
-                    Sample(selfmetrics.MAP_EVICTIONS.name, 0, float(h.evicted_at_least),
-                           Kind.CUMULATIVE, ml, source=slot.name),
                 ]
+                if h.entries is not None:  # metric maps, read and reset every cycle
+                    out += [
+                        Sample(selfmetrics.MAP_ENTRIES.name, 0, float(h.entries), Kind.GAUGE, ml),
+                        Sample(selfmetrics.MAP_EVICTIONS.name, 0, float(h.evicted_at_least),
+                               Kind.CUMULATIVE, ml, source=slot.name),
+                    ]
         out.append(Sample(selfmetrics.UNRESOLVED.name, 0, float(stats.unresolved), Kind.DELTA))
         out.append(Sample(selfmetrics.IGNORED.name, 0, float(stats.ignored), Kind.DELTA))
         if self.kube is not None:

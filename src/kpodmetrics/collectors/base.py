@@ -42,7 +42,8 @@ class MapHealth:
 
     map: str
     capacity: int
-    entries: int
+    entries: int | None
+    """Entries read (and reset) in the last cycle; None for scratch maps that are not read."""
     entries_written: int
     update_errors: int
     evicted_at_least: int = 0

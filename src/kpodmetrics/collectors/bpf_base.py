@@ -119,7 +119,7 @@ class BpfCollectorBase:
             out.append(MapHealth(
                 map=map_name,
                 capacity=m.max_entries,
-                entries=self._entries.get(map_name, 0),
+                entries=self._entries.get(map_name),
                 entries_written=int(h.entries_written) if h else 0,
                 update_errors=int(h.update_errors) if h else 0,
                 evicted_at_least=self._evicted.get(map_name, 0),
