@@ -11,7 +11,7 @@ import argparse
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 PROFILES = ("minimal", "standard", "comprehensive")
@@ -287,11 +287,6 @@ def load(args: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
     if problems:
         raise ConfigError(problems)
     return settings
-
-
-def describe(settings: Settings) -> dict[str, str]:
-    """Settings as strings, for kpod_config_info and the landing page."""
-    return {f.name: str(getattr(settings, f.name)) for f in fields(settings)}
 
 
 # -- export options: cardinality budget and OTLP push ------------------------------------

@@ -7,7 +7,7 @@ unit and extra label names to render them. Names follow `kpod_<area>_<name>_<uni
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class FamilyType(enum.Enum):
@@ -35,7 +35,6 @@ class Family:
     scale: float = 1.0
     per_owner: bool = True
     """False for agent self-metrics that carry no pod/cgroup labels."""
-    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def ucum_unit(self) -> str:

@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import socket
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -372,7 +370,3 @@ async def run(settings: Settings) -> None:
         await agent.stop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-
-
-def iter_env_summary(settings: Settings) -> Iterable[str]:
-    yield f"pid={os.getpid()} profile={settings.profile} interval={settings.poll_interval}s"
