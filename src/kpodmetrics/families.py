@@ -33,8 +33,6 @@ class Family:
     label_names: tuple[str, ...] = ()
     bucket_exponents: tuple[int, ...] = ()
     scale: float = 1.0
-    per_owner: bool = True
-    """False for agent self-metrics that carry no pod/cgroup labels."""
 
     @property
     def ucum_unit(self) -> str:

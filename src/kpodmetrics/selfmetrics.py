@@ -24,120 +24,115 @@ NS = 1e-9
 CYCLE = Family(
     "kpod_collection_cycle_duration_seconds", FamilyType.HISTOGRAM,
     "Wall time of one collection cycle (refresh, collect, fold, render)", unit="s",
-    bucket_exponents=tuple(range(20, 35, 2)), scale=NS, per_owner=False,
+    bucket_exponents=tuple(range(20, 35, 2)), scale=NS,
 )
 COLLECTOR_DURATION = Family(
     "kpod_collector_duration_seconds", FamilyType.GAUGE,
     "Wall time of the collector's last collect call", unit="s",
-    label_names=("collector",), per_owner=False,
+    label_names=("collector",),
 )
 COLLECTOR_UP = Family(
     "kpod_collector_up", FamilyType.GAUGE,
     "1 when the collector runs; 0 when it could not start (see kpod_collector_status_info)",
-    label_names=("collector",), per_owner=False,
+    label_names=("collector",),
 )
 COLLECTOR_STATUS = Family(
     "kpod_collector_status_info", FamilyType.GAUGE,
     "Why a collector or one of its BPF programs is down (value 1; reason label)",
-    label_names=("collector", "program", "reason"), per_owner=False,
+    label_names=("collector", "program", "reason"),
 )
 COLLECTOR_ERRORS = Family(
     "kpod_collector_errors_total", FamilyType.COUNTER,
     "Collect calls that raised; the collector's data for that cycle is missing",
-    label_names=("collector",), per_owner=False,
+    label_names=("collector",),
 )
 CGROUP_READ_ERRORS = Family(
     "kpod_cgroup_read_errors_total", FamilyType.COUNTER,
     "cgroup or /proc inputs skipped for a cycle (unreadable, vanished, malformed)",
-    label_names=("collector",), per_owner=False,
+    label_names=("collector",),
 )
 UNRESOLVED = Family(
     "kpod_unresolved_samples_total", FamilyType.COUNTER,
     "Kernel samples whose cgroup id matched no known cgroup or pod",
-    per_owner=False,
 )
 MAP_ENTRIES = Family(
     "kpod_bpf_map_entries", FamilyType.GAUGE,
     "Entries read (and reset) from the BPF map in the last cycle",
-    label_names=("map",), per_owner=False,
+    label_names=("map",),
 )
 MAP_CAPACITY = Family(
     "kpod_bpf_map_capacity", FamilyType.GAUGE, "max_entries of the BPF map",
-    label_names=("map",), per_owner=False,
+    label_names=("map",),
 )
 MAP_WRITES = Family(
     "kpod_bpf_map_entries_written_total", FamilyType.COUNTER,
-    "New entries the BPF programs inserted into the map", label_names=("map",), per_owner=False,
+    "New entries the BPF programs inserted into the map", label_names=("map",),
 )
 MAP_ERRORS = Family(
     "kpod_bpf_map_update_errors_total", FamilyType.COUNTER,
     "Inserts into the BPF map that failed (map full or out of memory): data lost",
-    label_names=("map",), per_owner=False,
+    label_names=("map",),
 )
 PROGRAM_RUN_SECONDS = Family(
     "kpod_bpf_program_run_seconds_total", FamilyType.COUNTER,
     "CPU time spent running the BPF program in the kernel (kernel BPF stats)", unit="s",
-    label_names=("collector", "program"), per_owner=False,
+    label_names=("collector", "program"),
 )
 PROGRAM_RUNS = Family(
     "kpod_bpf_program_runs_total", FamilyType.COUNTER,
     "Times the BPF program ran (kernel BPF stats)",
-    label_names=("collector", "program"), per_owner=False,
+    label_names=("collector", "program"),
 )
 PROGRAM_STATS_ENABLED = Family(
     "kpod_bpf_program_stats_enabled", FamilyType.GAUGE,
     "1 when per-program BPF stats are on (BPF_ENABLE_STATS fd held by the agent)",
-    per_owner=False,
 )
 SERIES = Family(
     "kpod_series", FamilyType.GAUGE,
     "Series currently exported per metric family (includes the overflow series)",
-    label_names=("family",), per_owner=False,
+    label_names=("family",),
 )
 SERIES_DROPPED = Family(
     "kpod_series_dropped_total", FamilyType.COUNTER,
     "Distinct series refused by the cardinality budget; their data is folded into the "
     "family's __overflow__ series",
-    label_names=("family",), per_owner=False,
+    label_names=("family",),
 )
 SERIES_LIMIT = Family(
     "kpod_series_limit", FamilyType.GAUGE,
     "Configured cardinality budget (0 = no limit) for all families together or per family",
-    label_names=("scope",), per_owner=False,
+    label_names=("scope",),
 )
 BUILD_INFO = Family(
     "kpod_build_info", FamilyType.GAUGE,
     "Agent build: version, Python and OpenTelemetry SDK versions (value 1)",
-    label_names=("version", "python", "otel_sdk"), per_owner=False,
+    label_names=("version", "python", "otel_sdk"),
 )
 CONFIG_INFO = Family(
     "kpod_config_info", FamilyType.GAUGE,
     "Effective configuration that shapes the series (value 1)",
     label_names=("mode", "profile", "collectors", "poll_interval_seconds", "max_series",
-                 "max_series_per_family", "otlp"), per_owner=False,
+                 "max_series_per_family", "otlp"),
 )
 OTLP_EXPORTS = Family(
     "kpod_otlp_exports_total", FamilyType.COUNTER,
-    "OTLP pushes attempted (each may include several HTTP attempts)", per_owner=False,
+    "OTLP pushes attempted (each may include several HTTP attempts)",
 )
 OTLP_FAILURES = Family(
     "kpod_otlp_export_failures_total", FamilyType.COUNTER,
-    "OTLP pushes that failed after the exporter's own retries", per_owner=False,
+    "OTLP pushes that failed after the exporter's own retries",
 )
 OTLP_RETRIES = Family(
     "kpod_otlp_export_retries_total", FamilyType.COUNTER,
     "HTTP attempts beyond the first of each OTLP push (transient failures retried)",
-    per_owner=False,
 )
 OTLP_SKIPPED = Family(
     "kpod_otlp_exports_skipped_total", FamilyType.COUNTER,
     "Cycles without a push: the previous push still ran or back-off after failures",
-    per_owner=False,
 )
 OTLP_DURATION = Family(
     "kpod_otlp_export_duration_seconds", FamilyType.GAUGE,
     "Wall time of the last OTLP push (collect, encode, send, retries)", unit="s",
-    per_owner=False,
 )
 families.register(PROGRAM_RUN_SECONDS, PROGRAM_RUNS, PROGRAM_STATS_ENABLED, SERIES,
                   SERIES_DROPPED, SERIES_LIMIT, BUILD_INFO, CONFIG_INFO, OTLP_EXPORTS,
@@ -145,24 +140,24 @@ families.register(PROGRAM_RUN_SECONDS, PROGRAM_RUNS, PROGRAM_STATS_ENABLED, SERI
 MAP_EVICTIONS = Family(
     "kpod_bpf_map_evictions_total", FamilyType.COUNTER,
     "Entries a full LRU map dropped before they were read: their counts are lost "
-    "(a lower bound; raise the map's max_entries)", label_names=("map",), per_owner=False,
+    "(a lower bound; raise the map's max_entries)", label_names=("map",),
 )
 IGNORED = Family(
     "kpod_ignored_samples_total", FamilyType.COUNTER,
     "Kernel samples of known cgroups deliberately not exported (not a pod, or a "
-    "filtered-out namespace)", per_owner=False,
+    "filtered-out namespace)",
 )
 POD_WATCH_ERRORS = Family(
     "kpod_pod_watch_errors_total", FamilyType.COUNTER,
-    "Failed list/watch calls to the Kubernetes API (retried with back-off)", per_owner=False,
+    "Failed list/watch calls to the Kubernetes API (retried with back-off)",
 )
 POD_WATCH_MALFORMED = Family(
     "kpod_pod_watch_malformed_total", FamilyType.COUNTER,
-    "Pod objects or watch lines skipped because they were unusable", per_owner=False,
+    "Pod objects or watch lines skipped because they were unusable",
 )
 POD_WATCH_RELISTS = Family(
     "kpod_pod_watch_relists_total", FamilyType.COUNTER,
-    "Re-lists after 410 Gone (watch history expired)", per_owner=False,
+    "Re-lists after 410 Gone (watch history expired)",
 )
 families.register(MAP_EVICTIONS, IGNORED, POD_WATCH_ERRORS, POD_WATCH_MALFORMED, POD_WATCH_RELISTS)
 families.register(CYCLE, COLLECTOR_DURATION, COLLECTOR_UP, COLLECTOR_STATUS, COLLECTOR_ERRORS,

@@ -31,7 +31,7 @@ from kpodmetrics.families import Family, FamilyType
 
 AGENT_UP = Family(
     "kpod_agent_up", FamilyType.GAUGE,
-    "1 while the agent process runs (keeps the OTel pipeline flowing)", per_owner=False,
+    "1 while the agent process runs (keeps the OTel pipeline flowing)",
 )
 """Not in the store: it is the one SDK instrument, rendered alike on both exits."""
 
