@@ -17,7 +17,7 @@ import os
 import time
 from pathlib import Path
 
-from kpodmetrics.collectors.cpu import CONTEXT_SWITCHES
+from kpodmetrics.collectors.ebpf.runqueue import CONTEXT_SWITCHES
 from kpodmetrics.config import Settings
 from kpodmetrics.export.store import SeriesStore
 from kpodmetrics.pods import kubernetes

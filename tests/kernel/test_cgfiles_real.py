@@ -31,8 +31,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from kpodmetrics.collectors import cpustat, fs, iface, pressure
 from kpodmetrics.collectors.base import CollectContext
+from kpodmetrics.collectors.files import cpu_stat as cpustat
+from kpodmetrics.collectors.files import net_dev as iface
+from kpodmetrics.collectors.files import pressure
+from kpodmetrics.collectors.files import volumes as fs
 from kpodmetrics.pods.owner import CgroupRef, Owner
 from kpodmetrics.samples import HistogramSample, Labels, Sample
 from tests.conftest import require, require_root

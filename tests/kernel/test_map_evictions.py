@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from kpodmetrics.collectors.cpu import CpuSchedCollector
+from kpodmetrics.collectors.ebpf.runqueue import CpuSchedCollector
 from tests.conftest import require_root
 from tests.kernel.cgroup_util import build_helper, make_cgroups, spawn_in
 

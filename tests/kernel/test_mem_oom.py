@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 
 from kpodmetrics.bpf.structs import KpodMemStats, u64_key
-from kpodmetrics.collectors.mem import MemCollector
+from kpodmetrics.collectors.ebpf.mem_events import MemCollector
 from tests.conftest import require, require_root
 from tests.kernel.cgroup_util import (
     KernelCgroup,

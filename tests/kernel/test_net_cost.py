@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from kpodmetrics.bpf import libbpf
-from kpodmetrics.collectors.net import NetTcpCollector
+from kpodmetrics.collectors.ebpf.tcp import NetTcpCollector
 from tests.conftest import require_root
 from tests.kernel.cgroup_util import build_helper, make_cgroups
 from tests.kernel.test_net_tcp import (

@@ -28,7 +28,7 @@ import pytest
 
 from kpodmetrics.bpf import features
 from kpodmetrics.collectors.base import CollectContext
-from kpodmetrics.collectors.net import (
+from kpodmetrics.collectors.ebpf.tcp import (
     ACTIVE,
     CLOSED,
     FAILED,

@@ -20,7 +20,7 @@ from kpodmetrics import syscalls
 from kpodmetrics.bpf.loader import BpfObject
 from kpodmetrics.bpf.structs import KpodSysKey, KpodSysStats
 from kpodmetrics.collectors.base import CollectContext, CollectorUnavailable
-from kpodmetrics.collectors.syscall import SyscallCollector
+from kpodmetrics.collectors.ebpf.syscalls import SyscallCollector
 from kpodmetrics.config import DEFAULT_SYSCALLS
 from kpodmetrics.samples import HistogramSample, Sample
 from tests.conftest import require_root

@@ -19,7 +19,7 @@ import pytest
 
 from kpodmetrics import syscalls
 from kpodmetrics.bpf.structs import KpodSysKey, KpodSysStats
-from kpodmetrics.collectors.syscall import SyscallCollector
+from kpodmetrics.collectors.ebpf.syscalls import SyscallCollector
 from kpodmetrics.config import DEFAULT_SYSCALLS
 from tests.conftest import require, require_root
 from tests.kernel.cgroup_util import build_helper, make_cgroups, spawn_in

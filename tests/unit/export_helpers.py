@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kpodmetrics.collectors import cpu
+from kpodmetrics.collectors.ebpf import runqueue as cpu
 from kpodmetrics.pods.owner import Owner
 from kpodmetrics.samples import HistogramSample, Kind, Sample
 

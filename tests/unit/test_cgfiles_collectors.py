@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kpodmetrics.collectors import cpustat, diskio, memory, pressure
+from kpodmetrics.collectors.files import cpu_stat as cpustat
+from kpodmetrics.collectors.files import io_stat as diskio
+from kpodmetrics.collectors.files import memory, pressure
 from kpodmetrics.samples import Kind
 
 from .test_cgfiles_helpers import FIXTURES, ctx_for, k8s_refs, scalar, standalone_ref

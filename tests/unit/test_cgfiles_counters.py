@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kpodmetrics.collectors import cpustat, iface, pressure
+from kpodmetrics.collectors.files import cpu_stat as cpustat
+from kpodmetrics.collectors.files import net_dev as iface
+from kpodmetrics.collectors.files import pressure
 from kpodmetrics.export.store import SeriesStore
 from kpodmetrics.pods.owner import CgroupRef, Owner
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kpodmetrics.collectors.cgroupfiles.formats import (
+from kpodmetrics.collectors.files.support.formats import (
     parse_flat_keyed,
     parse_io_stat,
     parse_psi,
     parse_single,
 )
-from kpodmetrics.collectors.cgroupfiles.mountinfo import parse_mountinfo
-from kpodmetrics.collectors.cgroupfiles.netdev import IfaceCounters, parse_net_dev
+from kpodmetrics.collectors.files.support.mountinfo import parse_mountinfo
+from kpodmetrics.collectors.files.support.netdev import IfaceCounters, parse_net_dev
 
 from .test_cgfiles_helpers import FIXTURES
 

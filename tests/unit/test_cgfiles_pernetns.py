@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from kpodmetrics.collectors import fs, iface
-from kpodmetrics.collectors.cgroupfiles.mountinfo import parse_mountinfo
+from kpodmetrics.collectors.files import net_dev as iface
+from kpodmetrics.collectors.files import volumes as fs
+from kpodmetrics.collectors.files.support.mountinfo import parse_mountinfo
 from kpodmetrics.samples import Kind
 
 from .test_cgfiles_helpers import FIXTURES, ctx_for, k8s_refs, scalar, standalone_ref

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 
 from kpodmetrics.bpf.maps import MapRead
-from kpodmetrics.collectors.cpu import CONTEXT_SWITCHES, RUNQUEUE, decode
+from kpodmetrics.collectors.ebpf.runqueue import CONTEXT_SWITCHES, RUNQUEUE, decode
 from kpodmetrics.samples import HistogramSample, Sample
 
 # struct kpod_cpu_stats { struct kpod_hist { u64 slots[32]; u64 sum; u64 count; } runq;

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kpodmetrics import config
-from kpodmetrics.collectors import cpu
+from kpodmetrics.collectors.ebpf import runqueue as cpu
 from kpodmetrics.export.store import OVERFLOW_VALUE, SeriesStore
 from tests.unit.export_helpers import FakeResolver, cycle_samples
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kpodmetrics.collectors.cgroupfiles.procs import host_pid
+from kpodmetrics.collectors.files.support.procs import host_pid
 
 
 def test_explicit_values() -> None:

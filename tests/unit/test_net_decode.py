@@ -11,7 +11,7 @@ import ctypes
 import struct
 
 from kpodmetrics.bpf.structs import HIST_SLOTS, KpodTcpStats
-from kpodmetrics.collectors.net import (
+from kpodmetrics.collectors.ebpf.tcp import (
     ACTIVE,
     CLOSED,
     FAILED,

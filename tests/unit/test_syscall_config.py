@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kpodmetrics import config
-from kpodmetrics.collectors import syscall as syscall_collector
+from kpodmetrics.collectors.ebpf import syscalls as syscall_collector
 from kpodmetrics.config import ConfigError, load
 
 

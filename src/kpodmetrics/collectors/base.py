@@ -47,7 +47,7 @@ class MapHealth:
     entries_written: int
     update_errors: int
     evicted_at_least: int = 0
-    """Entries the LRU dropped before userspace read them: a lower bound (see bpf_base)."""
+    """Entries the LRU dropped before userspace read them: a lower bound (see collectors/ebpf/base.py)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,21 +24,21 @@ class Entry:
 
 
 ENTRIES: tuple[Entry, ...] = (
-    Entry("cpu", "kpodmetrics.collectors.cpu", "minimal",
+    Entry("cpu", "kpodmetrics.collectors.ebpf.runqueue", "minimal",
           "eBPF: run-queue latency, context switches"),
-    Entry("mem", "kpodmetrics.collectors.mem", "minimal",
+    Entry("mem", "kpodmetrics.collectors.ebpf.mem_events", "minimal",
           "eBPF: OOM kills (victim's cgroup), major page faults"),
-    Entry("diskio", "kpodmetrics.collectors.diskio", "minimal", "io.stat: disk bytes and ops"),
-    Entry("net", "kpodmetrics.collectors.net", "standard",
+    Entry("diskio", "kpodmetrics.collectors.files.io_stat", "minimal", "io.stat: disk bytes and ops"),
+    Entry("net", "kpodmetrics.collectors.ebpf.tcp", "standard",
           "eBPF: TCP bytes, retransmits, connections, RTT"),
-    Entry("memory", "kpodmetrics.collectors.memory", "standard",
+    Entry("memory", "kpodmetrics.collectors.files.memory", "standard",
           "memory.current/peak/swap/stat/events"),
-    Entry("iface", "kpodmetrics.collectors.iface", "standard",
+    Entry("iface", "kpodmetrics.collectors.files.net_dev", "standard",
           "/proc/<pid>/net/dev per pod network namespace"),
-    Entry("fs", "kpodmetrics.collectors.fs", "standard", "pod volume filesystems (statvfs)"),
-    Entry("cpustat", "kpodmetrics.collectors.cpustat", "standard", "cpu.stat usage, throttling"),
-    Entry("pressure", "kpodmetrics.collectors.pressure", "standard", "PSI stall time"),
-    Entry("syscall", "kpodmetrics.collectors.syscall", "comprehensive",
+    Entry("fs", "kpodmetrics.collectors.files.volumes", "standard", "pod volume filesystems (statvfs)"),
+    Entry("cpustat", "kpodmetrics.collectors.files.cpu_stat", "standard", "cpu.stat usage, throttling"),
+    Entry("pressure", "kpodmetrics.collectors.files.pressure", "standard", "PSI stall time"),
+    Entry("syscall", "kpodmetrics.collectors.ebpf.syscalls", "comprehensive",
           "eBPF: per-syscall count, errors, latency"),
 )
 BY_NAME = {e.name: e for e in ENTRIES}

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from kpodmetrics import families
 from kpodmetrics.collectors.base import CollectContext
-from kpodmetrics.collectors.cgroupfiles.blockdev import BlockDevices
-from kpodmetrics.collectors.cgroupfiles.formats import parse_io_stat
-from kpodmetrics.collectors.cgroupfiles.percgroup import PerCgroupCollector
+from kpodmetrics.collectors.files.support.blockdev import BlockDevices
+from kpodmetrics.collectors.files.support.formats import parse_io_stat
+from kpodmetrics.collectors.files.support.percgroup import PerCgroupCollector
 from kpodmetrics.config import Settings
 from kpodmetrics.families import Family, FamilyType
 from kpodmetrics.pods.owner import CgroupRef

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from kpodmetrics import families
 from kpodmetrics.bpf.structs import KpodTcpStats, u64_key
 from kpodmetrics.collectors.base import CollectContext
-from kpodmetrics.collectors.bpf_base import BpfCollectorBase
+from kpodmetrics.collectors.ebpf.base import BpfCollectorBase
 from kpodmetrics.config import Settings
 from kpodmetrics.families import Family, FamilyType
 from kpodmetrics.samples import HistogramSample, Kind, Sample

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kpodmetrics.collectors.cgroupfiles.formats import lines_of, parse_uint
+from kpodmetrics.collectors.files.support.formats import lines_of, parse_uint
 
 FIELDS = 16
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from kpodmetrics.collectors.cgroupfiles.formats import lines_of, split_devno
+from kpodmetrics.collectors.files.support.formats import lines_of, split_devno
 
 _OCTAL = re.compile(r"\\([0-7]{3})")
 

@@ -8,7 +8,7 @@ from kpodmetrics import families
 from kpodmetrics.bpf.maps import MapRead
 from kpodmetrics.bpf.structs import KpodCpuStats, u64_key
 from kpodmetrics.collectors.base import CollectContext
-from kpodmetrics.collectors.bpf_base import BpfCollectorBase
+from kpodmetrics.collectors.ebpf.base import BpfCollectorBase
 from kpodmetrics.config import Settings
 from kpodmetrics.families import Family, FamilyType
 from kpodmetrics.samples import HistogramSample, Sample

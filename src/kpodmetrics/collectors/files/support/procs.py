@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 
 from kpodmetrics.collectors.base import CollectContext
-from kpodmetrics.collectors.cgroupfiles.targets import (
+from kpodmetrics.collectors.files.support.targets import (
     MAX_PIDS_TRIED,
     PodGroup,
     candidate_dirs,

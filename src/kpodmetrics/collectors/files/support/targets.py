@@ -16,8 +16,8 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from kpodmetrics.collectors.cgroupfiles.files import read_bounded
-from kpodmetrics.collectors.cgroupfiles.formats import lines_of
+from kpodmetrics.collectors.files.support.files import read_bounded
+from kpodmetrics.collectors.files.support.formats import lines_of
 from kpodmetrics.pods.owner import CgroupRef
 
 MAX_PIDS_TRIED = 3

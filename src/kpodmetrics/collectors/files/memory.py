@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from kpodmetrics import families
 from kpodmetrics.collectors.base import CollectContext
-from kpodmetrics.collectors.cgroupfiles.formats import parse_flat_keyed, parse_single
-from kpodmetrics.collectors.cgroupfiles.percgroup import PerCgroupCollector
+from kpodmetrics.collectors.files.support.formats import parse_flat_keyed, parse_single
+from kpodmetrics.collectors.files.support.percgroup import PerCgroupCollector
 from kpodmetrics.config import Settings
 from kpodmetrics.families import Family, FamilyType
 from kpodmetrics.pods.owner import CgroupRef

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 
-from kpodmetrics.collectors.cgroupfiles.files import read_bounded
-from kpodmetrics.collectors.cgroupfiles.formats import lines_of
+from kpodmetrics.collectors.files.support.files import read_bounded
+from kpodmetrics.collectors.files.support.formats import lines_of
 
 _REFRESH_EVERY = 64
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from kpodmetrics.collectors.base import CollectContext
-from kpodmetrics.collectors.cgroupfiles.collector import FileCollector
-from kpodmetrics.collectors.cgroupfiles.files import Vanished, read_optional
-from kpodmetrics.collectors.cgroupfiles.targets import per_cgroup_targets
+from kpodmetrics.collectors.files.support.collector import FileCollector
+from kpodmetrics.collectors.files.support.files import Vanished, read_optional
+from kpodmetrics.collectors.files.support.targets import per_cgroup_targets
 from kpodmetrics.pods.owner import CgroupRef
 from kpodmetrics.samples import HistogramSample, Sample
 

@@ -18,7 +18,7 @@ from kpodmetrics.bpf.errors import BpfError
 from kpodmetrics.bpf.loader import BpfObject
 from kpodmetrics.bpf.structs import SYS_NR_MAX, KpodSysKey, KpodSysStats
 from kpodmetrics.collectors.base import CollectContext, CollectorUnavailable
-from kpodmetrics.collectors.bpf_base import BpfCollectorBase
+from kpodmetrics.collectors.ebpf.base import BpfCollectorBase
 from kpodmetrics.config import Settings
 from kpodmetrics.families import Family, FamilyType
 from kpodmetrics.samples import HistogramSample, Sample

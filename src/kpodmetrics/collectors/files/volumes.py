@@ -32,11 +32,11 @@ from dataclasses import dataclass
 
 from kpodmetrics import families
 from kpodmetrics.collectors.base import CollectContext
-from kpodmetrics.collectors.cgroupfiles.collector import FileCollector
-from kpodmetrics.collectors.cgroupfiles.files import read_bounded
-from kpodmetrics.collectors.cgroupfiles.mountinfo import Mount, parse_mountinfo
-from kpodmetrics.collectors.cgroupfiles.procs import host_pid, ns_inode, pids_by_dir
-from kpodmetrics.collectors.cgroupfiles.targets import PodGroup, pod_groups
+from kpodmetrics.collectors.files.support.collector import FileCollector
+from kpodmetrics.collectors.files.support.files import read_bounded
+from kpodmetrics.collectors.files.support.mountinfo import Mount, parse_mountinfo
+from kpodmetrics.collectors.files.support.procs import host_pid, ns_inode, pids_by_dir
+from kpodmetrics.collectors.files.support.targets import PodGroup, pod_groups
 from kpodmetrics.config import Settings
 from kpodmetrics.families import Family, FamilyType
 from kpodmetrics.pods.owner import CgroupRef

@@ -1,0 +1,1 @@
+"""Collectors fed by BPF programs (ebpf/*.bpf.c): one module per program object."""
