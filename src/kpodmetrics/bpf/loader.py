@@ -2,7 +2,9 @@
 
 Every program is probed before load; a program whose hook is missing, that the
 verifier rejects or that cannot attach is switched off on its own and reported with
-its reason, so one missing hook never takes the rest of the object down.
+its reason, so one missing hook never takes the rest of the object down. Programs
+that are variants of one signal (bpf/variants.py) are chosen here: the first variant
+whose programs all probe, load and attach wins, and only its programs stay loaded.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 from kpodmetrics.bpf import features, libbpf
 from kpodmetrics.bpf.errors import BpfError, ObjectNotFound, ProgramLoadError, remedy_for
 from kpodmetrics.bpf.maps import BpfMap
+from kpodmetrics.bpf.variants import Signal, SignalState, Variant, VariantChooser, check_signals
 
 _log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ class ProgramState:
     loaded: bool = False
     attached: bool = False
     reason: str = ""
+    attach_error: str = ""
+    """Set by `attach` when the kernel refused the link (the program stays loaded)."""
 
 
 @dataclass
@@ -49,6 +54,10 @@ class LoadOptions:
     only: frozenset[str] | None = None
     """Load only these programs (None: all that probe well)."""
     legacy_maps: bool = False
+    signals: Sequence[Signal] = ()
+    """Signals whose variants this object holds; programs in none load on their own."""
+    forced_variants: Mapping[str, str] = field(default_factory=dict)
+    """signal -> variant to use (no fallback): for tests and diagnosis."""
 
 
 class BpfObject:
@@ -63,6 +72,10 @@ class BpfObject:
         self._obj: Any = None
         self._progs: dict[str, Any] = {}
         self._links: list[Any] = []
+        self._chooser = VariantChooser(self.opts.signals, self.opts.forced_variants)
+        self._chosen: dict[str, Variant] = {}
+        self._single: dict[str, str] = {}
+        """program -> "" when it loads alone, else the verifier's reason (asked once)."""
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -79,32 +92,35 @@ class BpfObject:
                 "this kernel has no BTF at /sys/kernel/btf/vmlinux",
                 "CO-RE objects need a kernel built with CONFIG_DEBUG_INFO_BTF=y",
             )
-        wanted = self._probe_all()
+        probed = self._probe_all()
+        check_signals(self.opts.signals, self.programs)
+        in_signal = {p for sig in self.opts.signals for p in sig.programs}
+        free = probed - in_signal
         failures: dict[str, str] = {}
-        ok, log = self._try_load(wanted)
-        if not ok:
+        while True:
+            self._chosen = self._chooser.choose(lambda p: self._unusable(p, probed))
+            wanted = free | {p for v in self._chosen.values() for p in v.programs}
+            ok, log = self._try_load(wanted)
+            if ok:
+                break
             # find out which programs the kernel refuses, one at a time
             self._close_obj()
-            good: set[str] = set()
-            for prog in sorted(wanted):
-                single_ok, single_log = self._try_load({prog})
-                self._close_obj()
-                if single_ok:
-                    good.add(prog)
-                else:
-                    failures[prog] = single_log
-            if not good:
-                detail = "; ".join(f"{p}: {why}" for p, why in failures.items()) or log
-                raise ProgramLoadError(f"BPF object {self.name}", errno.EINVAL, detail,
-                                       remedy_for(errno.EPERM if "EPERM" in detail else errno.EINVAL))
-            ok, log = self._try_load(good)
-            if not ok:
-                raise ProgramLoadError(f"BPF object {self.name}", errno.EINVAL, log)
-            wanted = good
+            bad = {p: why for p in sorted(wanted) if (why := self._load_alone(p))}
+            if not bad:
+                raise ProgramLoadError(f"BPF object {self.name}", errno.EINVAL,
+                                       f"programs load alone but not together: {log}")
+            for prog in bad.keys() & free:
+                free.discard(prog)
+                failures[prog] = bad[prog]
+            for sig, v in self._chosen.items():
+                refused = [p for p in v.programs if p in bad]
+                if refused:
+                    self._chooser.fail(sig, v.name, f"{refused[0]}: load failed: {bad[refused[0]]}")
         for prog, why in failures.items():
             st = self.programs[prog]
             st.reason = f"load failed: {why}"
             _log.warning("%s: program %s disabled: %s", self.name, prog, st.reason)
+        self._explain_unchosen(in_signal - wanted)
         for prog in wanted:
             self.programs[prog].loaded = True
         lib = libbpf.lib()
@@ -147,6 +163,31 @@ class BpfObject:
                                    f"{len(self.opts.rodata)} bytes given")
             m = lib.bpf_object__next_map(obj, m)
 
+    def _unusable(self, prog: str, probed: set[str]) -> str:
+        """"" if `prog` may be tried, else why not (probe or a lone load failed)."""
+        if prog not in probed:
+            return self.programs[prog].reason or "not requested"
+        why = self._single.get(prog, "")
+        return f"load failed: {why}" if why else ""
+
+    def _load_alone(self, prog: str) -> str:
+        if prog not in self._single:
+            ok, log = self._try_load({prog})
+            self._close_obj()
+            self._single[prog] = "" if ok else (log or "load failed")
+        return self._single[prog]
+
+    def _explain_unchosen(self, progs: Iterable[str]) -> None:
+        """Programs of signals that stay unloaded say which variant won, or why none did."""
+        for sig in self.opts.signals:
+            chosen = self._chosen.get(sig.name)
+            for prog in set(progs) & sig.programs:
+                st = self.programs[prog]
+                if chosen is not None:
+                    st.reason = f"not needed: signal {sig.name} uses variant {chosen.name}"
+                elif not st.reason:
+                    st.reason = f"signal {sig.name}: no variant works"
+
     def _probe_all(self) -> set[str]:
         self._open()
         wanted: set[str] = set()
@@ -186,11 +227,46 @@ class BpfObject:
             link = lib.bpf_program__attach(self._progs[name])
             err = lib.libbpf_get_error(link) if link != ffi.NULL else -(ffi.errno or errno.EINVAL)
             if link == ffi.NULL or err:
-                st.reason = f"attach failed: {errno.errorcode.get(-err, str(-err))}"
+                st.reason = st.attach_error = f"attach failed: {errno.errorcode.get(-err, str(-err))}"
                 _log.warning("%s: program %s disabled: %s", self.name, name, st.reason)
                 continue
             self._links.append(link)
             st.attached = True
+
+    def refused_variants(self) -> dict[str, str]:
+        """Chosen variants with a program the kernel would not attach: signal -> reason.
+
+        After `attach`, a non-empty answer means those variants must go: call
+        `reload_without_refused()` and attach again."""
+        out: dict[str, str] = {}
+        for sig, v in self._chosen.items():
+            bad = [p for p in v.programs if self.programs[p].attach_error]
+            if bad:
+                out[sig] = f"{bad[0]}: {self.programs[bad[0]].attach_error}"
+        return out
+
+    def reload_without_refused(self) -> BpfObject:
+        """Close everything, rule out the variants that failed to attach, load again."""
+        for sig, why in self.refused_variants().items():
+            self._chooser.fail(sig, self._chosen[sig].name, why)
+        self.close()
+        for st in self.programs.values():
+            st.loaded = st.attached = False
+            st.reason = st.attach_error = ""
+        return self.load()
+
+    def settle_signals(self) -> list[SignalState]:
+        """Final state per signal: a variant is in use only if all its programs attached."""
+        for sig, v in self._chosen.items():
+            state = self._chooser.states[sig]
+            unattached = [p for p in v.programs if not self.programs[p].attached]
+            if unattached:
+                st = self.programs[unattached[0]]
+                self._chooser.fail(sig, v.name, f"{unattached[0]}: {st.reason or 'not attached'}")
+                state.variant = None
+            else:
+                state.variant = v.name
+        return list(self._chooser.states.values())
 
     def attach_perf_event(self, prog: str, perf_fd: int) -> None:
         """Attach a perf_event program to an open perf event fd (one per CPU)."""

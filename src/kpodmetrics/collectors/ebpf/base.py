@@ -1,8 +1,10 @@
 """Shared life cycle of the eBPF collectors: load, attach, health, close.
 
 A subclass names its object, its metric maps (with their health index in the
-object's health ARRAY) and decodes entries; this class handles everything else,
-including turning load/attach failures into `CollectorUnavailable`.
+object's health ARRAY), the signals its programs feed (each with its variants, in
+order of preference: bpf/variants.py) and decodes entries; this class handles
+everything else: choosing variants, turning load/attach failures into
+`CollectorUnavailable`, and saying per signal what feeds it (`signal_states`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from kpodmetrics.bpf.libbpf import LibbpfMissing
 from kpodmetrics.bpf.loader import BpfObject, LoadOptions
 from kpodmetrics.bpf.maps import MapRead
 from kpodmetrics.bpf.structs import KpodMapHealth
+from kpodmetrics.bpf.variants import Signal, SignalState
 from kpodmetrics.collectors.base import CollectorUnavailable, MapHealth, ProgramStatus
 
 _log = logging.getLogger(__name__)
@@ -28,12 +31,17 @@ class BpfCollectorBase:
     object_name = ""
     health_map = ""
     metric_maps: Mapping[str, int] = {}
+    signals: tuple[Signal, ...] = ()
+    """Signals fed by this object's programs; programs named in none load on their own."""
 
     def __init__(self, *, legacy_maps: bool = False, max_entries: Mapping[str, int] | None = None,
-                 rodata: bytes | None = None, only: frozenset[str] | None = None) -> None:
+                 rodata: bytes | None = None, only: frozenset[str] | None = None,
+                 variants: Mapping[str, str] | None = None) -> None:
         self.obj: BpfObject | None = None
         self._opts = LoadOptions(max_entries=dict(max_entries or {}), rodata=rodata, only=only,
-                                 legacy_maps=legacy_maps)
+                                 legacy_maps=legacy_maps, signals=self.signals,
+                                 forced_variants=dict(variants or {}))
+        self._signal_states: list[SignalState] = []
         self._entries: dict[str, int] = {}
         self._read_total: dict[str, int] = {}
         self._evicted: dict[str, int] = {}
@@ -43,10 +51,23 @@ class BpfCollectorBase:
     def start(self) -> None:
         try:
             obj = BpfObject(self.object_name, opts=self._opts).load()
+            self.obj = obj
+            self.attach(obj)
+            # a variant the kernel loads but will not attach gives way to the next one
+            while obj.refused_variants():
+                obj.reload_without_refused()
+                self.attach(obj)
         except (BpfError, LibbpfMissing, OSError) as exc:
+            self.close()
             raise CollectorUnavailable(str(exc)) from exc
-        self.obj = obj
-        self.attach(obj)
+        self._signal_states = obj.settle_signals()
+        for st in self._signal_states:
+            if st.variant is None:
+                _log.warning("%s: signal %s cannot be seen on this kernel: %s",
+                             self.name, st.signal.name, st.reason)
+            elif st.failures:
+                _log.info("%s: signal %s uses variant %s (%s)", self.name, st.signal.name,
+                          st.variant, st.reason)
         if not obj.attached:
             reasons = "; ".join(f"{n}: {st.reason}" for n, st in obj.programs.items())
             obj.close()
@@ -91,6 +112,11 @@ class BpfCollectorBase:
             if int.from_bytes(k, "little") == idx:
                 return int(KpodMapHealth.from_buffer_copy(v).entries_written)
         return 0
+
+    def signal_states(self) -> Sequence[SignalState]:
+        """Per declared signal: the variant in use, or None with each variant's reason.
+        Empty before start and for collectors that declare no signals."""
+        return list(self._signal_states)
 
     def programs(self) -> Sequence[ProgramStatus]:
         if self.obj is None:

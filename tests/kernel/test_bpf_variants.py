@@ -1,0 +1,172 @@
+"""Signal variants on the real kernel: the first variant whose programs all probe, pass
+the verifier and attach wins; the others stay unloaded; a dark signal says why.
+
+Each program of tests/bpf/variants.bpf.c marks its own key in the `hits` map, so the
+oracle is the kernel's own record of which programs ran, not the loader's bookkeeping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kpodmetrics.bpf import features
+from kpodmetrics.bpf.loader import BpfObject, LoadOptions
+from kpodmetrics.bpf.variants import Signal, Variant
+from tests.conftest import require, require_root
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.kernel
+
+KEY = {"var_good_a": 1, "var_good_b": 2, "free_prog": 3, "var_noattach": 7, "var_nohook": 8}
+
+
+@pytest.fixture(scope="module")
+def variants_object(tmp_path_factory: pytest.TempPathFactory) -> str:
+    require(shutil.which("clang") is not None, "clang builds the test object")
+    out = tmp_path_factory.mktemp("bpf") / "variants.bpf.o"
+    subprocess.run(["clang", "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86",
+                    "-I", str(ROOT / "vmlinux/x86"), "-c", str(ROOT / "tests/bpf/variants.bpf.c"),
+                    "-o", str(out)], check=True)
+    return str(out)
+
+
+def signal(*variants: tuple[str, str]) -> Signal:
+    return Signal("sig", (), tuple(Variant(name, (prog,)) for name, prog in variants))
+
+
+@pytest.fixture
+def accept_missing_raw_tp(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Let the probe pass a raw tracepoint that does not exist: it loads (raw_tp has no
+    target at load time) and the kernel refuses only the attach, as on a kernel whose
+    hook vanished between probe and attach."""
+    real = features.probe_section
+
+    def probe(section: str) -> features.Probe:
+        if section == "raw_tp/kpod_no_such_raw_tracepoint":
+            return features.Probe(True)
+        return real(section)
+
+    monkeypatch.setattr(features, "probe_section", probe)
+    yield
+
+
+def start(path: str, opts: LoadOptions) -> BpfObject:
+    """What collectors/ebpf/base.py does: load, attach, give way on refused attaches."""
+    obj = BpfObject("variants", path, opts).load()
+    obj.attach()
+    while obj.refused_variants():
+        obj.reload_without_refused()
+        obj.attach()
+    return obj
+
+
+def hits_after_switches(obj: BpfObject) -> dict[int, int]:
+    for _ in range(20):  # make sure context switches happen on this CPU
+        time.sleep(0.005)
+    read = obj.map("hits").read_and_reset()
+    return {int.from_bytes(k, "little"): int.from_bytes(v, "little") for k, v in read.items()}
+
+
+def kernel_names() -> set[str]:
+    """Names of the programs this process holds fds of, as the kernel lists them
+    (fdinfo gives the ids; other processes' programs do not count)."""
+    ids = set()
+    for fd in os.listdir("/proc/self/fdinfo"):
+        try:
+            with open(f"/proc/self/fdinfo/{fd}") as fh:
+                for line in fh:
+                    if line.startswith("prog_id:"):
+                        ids.add(int(line.split()[1]))
+        except OSError:
+            continue
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True,
+                         check=True).stdout
+    return {p.get("name", "") for p in json.loads(out) if p.get("id") in ids}
+
+
+def test_first_working_variant_wins_and_only_it_runs(variants_object: str) -> None:
+    require_root()
+    sig = signal(("rejected", "var_rejected"), ("nohook", "var_nohook"),
+                 ("a", "var_good_a"), ("b", "var_good_b"))
+    opts = LoadOptions(signals=(sig,), only=frozenset(sig.programs | {"free_prog"}))
+    with start(variants_object, opts) as obj:
+        [state] = obj.settle_signals()
+        assert state.variant == "a"
+        assert "load failed" in state.failures["rejected"]
+        assert "not in this kernel" in state.failures["nohook"]
+        assert "b" not in state.failures  # never needed
+        assert obj.programs["var_good_b"].reason == "not needed: signal sig uses variant a"
+        got = hits_after_switches(obj)
+        assert got.get(1, 0) > 0 and got.get(3, 0) > 0, got  # the winner and the free program
+        assert 2 not in got, got  # the spare variant never ran
+        loaded = kernel_names()
+        assert "var_good_a" in loaded and "free_prog" in loaded
+        assert "var_good_b" not in loaded and "var_rejected" not in loaded
+
+
+def test_forced_variant_is_used_without_fallback(variants_object: str) -> None:
+    require_root()
+    sig = signal(("a", "var_good_a"), ("b", "var_good_b"))
+    with start(variants_object, LoadOptions(signals=(sig,), only=sig.programs,
+                                            forced_variants={"sig": "b"})) as obj:
+        [state] = obj.settle_signals()
+        assert state.variant == "b"
+        got = hits_after_switches(obj)
+        assert got.get(2, 0) > 0 and 1 not in got, got
+    # a forced variant that cannot work leaves the signal dark: no silent fallback
+    sig = signal(("a", "var_good_a"), ("nohook", "var_nohook"))
+    with start(variants_object, LoadOptions(signals=(sig,), only=sig.programs,
+                                            forced_variants={"sig": "nohook"})) as obj:
+        [state] = obj.settle_signals()
+        assert state.variant is None
+        assert "not in this kernel" in state.failures["nohook"]
+        assert 1 not in hits_after_switches(obj)
+
+
+def test_variant_refused_at_attach_gives_way_to_the_next(variants_object: str,
+                                                         accept_missing_raw_tp: None) -> None:
+    require_root()
+    sig = signal(("noattach", "var_noattach"), ("a", "var_good_a"))
+    with start(variants_object, LoadOptions(signals=(sig,), only=sig.programs)) as obj:
+        [state] = obj.settle_signals()
+        assert state.variant == "a"
+        assert "attach failed" in state.failures["noattach"]
+        assert not obj.programs["var_noattach"].loaded
+        got = hits_after_switches(obj)
+        assert got.get(1, 0) > 0 and 7 not in got, got
+        assert "var_noattach" not in kernel_names()
+
+
+def test_dark_signal_reports_every_reason_and_the_rest_runs(variants_object: str) -> None:
+    require_root()
+    sig = signal(("rejected", "var_rejected"), ("nohook", "var_nohook"))
+    with start(variants_object,
+               LoadOptions(signals=(sig,), only=sig.programs | {"free_prog"})) as obj:
+        [state] = obj.settle_signals()
+        assert state.variant is None and not state.available
+        assert "rejected: var_rejected: load failed" in state.reason
+        assert "nohook: var_nohook: tracepoint" in state.reason
+        got = hits_after_switches(obj)
+        assert got.get(3, 0) > 0 and 8 not in got, got
+
+
+def test_declarations_are_checked(variants_object: str) -> None:
+    require_root()
+    with pytest.raises(ValueError, match="does not contain"):
+        BpfObject("variants", variants_object,
+                  LoadOptions(signals=(signal(("x", "no_such_prog")),))).load()
+    two = (Signal("s1", (), (Variant("a", ("var_good_a",)),)),
+           Signal("s2", (), (Variant("a", ("var_good_a",)),)))
+    with pytest.raises(ValueError, match="in signals"):
+        BpfObject("variants", variants_object, LoadOptions(signals=two)).load()
+    with pytest.raises(KeyError, match="no variant 'zz'"):
+        BpfObject("variants", variants_object,
+                  LoadOptions(signals=(signal(("a", "var_good_a")),), forced_variants={"sig": "zz"}))
