@@ -89,4 +89,35 @@ struct kpod_sys_stats {
 #define KPOD_HEALTH_SYS_START 1
 #define KPOD_HEALTH_SYS_N 2
 
+/* ---- bio.bpf.c (block I/O latency) structs below this line ---- */
+
+/* bio: key of bio_stats */
+struct kpod_bio_key {
+	__u64 cgroup_id; /* cgroup of the bio's blkcg (the cgroup the I/O is charged to) */
+	__u32 dev;       /* whole disk, kernel dev_t: major << 20 | minor */
+	__u32 op;        /* REQ_OP_* of the request (0 read, 1 write, 2 flush, 3 discard, ...) */
+};
+
+/* bio: value of bio_stats */
+struct kpod_bio_stats {
+	struct kpod_hist latency; /* issue to the device -> completion, ns */
+};
+
+/* bio: value of bio_inflight, keyed by the request's address (u64) */
+struct kpod_bio_start {
+	__u64 issued_ns;
+	struct kpod_bio_key key;
+};
+
+/* health indices of bio.bpf.c */
+#define KPOD_HEALTH_BIO_STATS 0
+#define KPOD_HEALTH_BIO_INFLIGHT 1
+#define KPOD_HEALTH_BIO_SUBMITTER 2
+#define KPOD_HEALTH_BIO_N 3
+/* bio: indices of the bio_unowned ARRAY (u64 counters) */
+#define KPOD_BIO_NO_OWNER 0   /* completed requests with no cgroup to charge (no bio, e.g. flush) */
+#define KPOD_BIO_NO_START 1   /* completions whose issue was not seen (attached mid-flight) */
+#define KPOD_BIO_UNOWNED_N 2
+/* ---- end of bio.bpf.c structs ---- */
+
 #endif

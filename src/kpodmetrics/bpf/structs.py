@@ -83,6 +83,38 @@ class KpodSysStats(ctypes.Structure):
     ]
 
 
+# ---- bio.bpf.c (block I/O latency) mirrors below this line ----
+
+
+class KpodBioKey(ctypes.Structure):
+    _fields_ = [
+        ("cgroup_id", ctypes.c_uint64),
+        ("dev", ctypes.c_uint32),
+        ("op", ctypes.c_uint32),
+    ]
+
+
+class KpodBioStats(ctypes.Structure):
+    _fields_ = [
+        ("latency", KpodHist),
+    ]
+
+
+class KpodBioStart(ctypes.Structure):
+    _fields_ = [
+        ("issued_ns", ctypes.c_uint64),
+        ("key", KpodBioKey),
+    ]
+
+
+BIO_NO_OWNER = 0
+"""KPOD_BIO_NO_OWNER: index in bio_unowned of completions with no cgroup to charge."""
+BIO_NO_START = 1
+"""KPOD_BIO_NO_START: index in bio_unowned of completions whose issue was not seen."""
+
+# ---- end of bio.bpf.c mirrors ----
+
+
 # BTF struct name -> mirror, for the layout test (add yours here)
 MIRRORS: dict[str, type[ctypes.Structure]] = {
     "kpod_hist": KpodHist,
@@ -92,6 +124,9 @@ MIRRORS: dict[str, type[ctypes.Structure]] = {
     "kpod_mem_stats": KpodMemStats,
     "kpod_sys_key": KpodSysKey,
     "kpod_sys_stats": KpodSysStats,
+    "kpod_bio_key": KpodBioKey,
+    "kpod_bio_stats": KpodBioStats,
+    "kpod_bio_start": KpodBioStart,
 }
 
 U64 = ctypes.c_uint64

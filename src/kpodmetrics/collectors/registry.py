@@ -1,7 +1,7 @@
 """Which collectors exist, which profile turns each on, and how to build them.
 
 Profiles follow the seed: minimal = CPU scheduling, memory OOM, disk I/O; standard
-adds TCP, full memory signals, interface network, filesystem, and the cheap cgroup
+adds TCP, block I/O latency, full memory signals, interface network, filesystem, and the cheap cgroup
 files (cpu.stat, pressure); comprehensive adds syscalls. Modules are imported lazily
 so a collector that is switched off costs nothing, not even its import.
 """
@@ -36,6 +36,8 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("iface", "kpodmetrics.collectors.files.net_dev", "standard",
           "/proc/<pid>/net/dev per pod network namespace"),
     Entry("fs", "kpodmetrics.collectors.files.volumes", "standard", "pod volume filesystems (statvfs)"),
+    Entry("blockio", "kpodmetrics.collectors.ebpf.block_io", "standard",
+          "eBPF: block I/O latency per disk and op, charged to the bio's cgroup"),
     Entry("cpustat", "kpodmetrics.collectors.files.cpu_stat", "standard", "cpu.stat usage, throttling"),
     Entry("pressure", "kpodmetrics.collectors.files.pressure", "standard", "PSI stall time"),
     Entry("syscall", "kpodmetrics.collectors.ebpf.syscalls", "comprehensive",

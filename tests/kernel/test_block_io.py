@@ -1,0 +1,220 @@
+"""Block I/O latency per cgroup against io.stat, the workload's own op counts and biolatency.
+
+A child in a test cgroup makes READS O_DIRECT 4 KiB reads and WRITES O_DIRECT 4 KiB
+overwrites of an allocated file (one request each: aligned, one page, nothing to
+merge: each waits for the previous one). Its cgroup's histogram must hold exactly
+those operations on the file's disk:
+
+- where the io controller is on cgroup v2 (the VMs), io.stat's rios/wios of the cgroup
+  are the oracle (the block layer's own per-blkcg counts), and must equal ours;
+- on a hybrid host (io controller on v1, like this build machine) io.stat does not
+  exist and the bio's blkcg is a v1 cgroup: the fallback charges the submitter, and
+  the oracle is the workload's own count.
+
+libbpf-tools' biolatency runs over the same window: it must have seen at least as
+many sync reads on the disk, with a median in the same power-of-two range (it
+buckets µs, we bucket ns: allowed one bucket apart). An idle cgroup stays absent.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from kpodmetrics.bpf import libbpf
+from kpodmetrics.bpf.structs import KpodBioKey, KpodBioStats
+from kpodmetrics.collectors.ebpf.block_io import BlockIOCollector, devno
+from tests.conftest import require, require_root
+from tests.kernel.cgroup_util import PYTHON, build_helper, make_cgroups, spawn_in
+
+READS, WRITES = 400, 150
+FILE_PAGES = 16384  # 64 MiB
+TEST_DIR = os.environ.get("KPOD_TEST_BIO_DIR", "/var/tmp")
+
+WORKLOAD = r"""
+import mmap, os, sys
+path, reads, writes, pages = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+fd = os.open(path, os.O_RDWR | os.O_DIRECT)
+buf = mmap.mmap(-1, 4096)
+print("ready", flush=True)
+sys.stdin.read(1)
+for i in range(reads):
+    assert os.preadv(fd, [buf], (i * 7919 % pages) * 4096) == 4096
+for i in range(writes):
+    assert os.pwritev(fd, [buf], (i * 4099 % pages) * 4096) == 4096
+print("done", flush=True)
+sys.stdin.read(1)
+"""
+
+
+def prog_stats(fd: int) -> tuple[int, int]:
+    """(run_time_ns, run_cnt) of a program from fdinfo (BPF stats on)."""
+    vals = {}
+    with open(f"/proc/self/fdinfo/{fd}") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            vals[key.strip()] = value.strip()
+    return int(vals.get("run_time_ns", 0)), int(vals.get("run_cnt", 0))
+
+
+def io_stat(path: str, dev: str) -> dict[str, int] | None:
+    """rios/wios of one device from a cgroup's io.stat; None when the file is absent."""
+    try:
+        with open(os.path.join(path, "io.stat")) as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        return None
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0] == dev:
+            return {k: int(v) for k, _, v in (f.partition("=") for f in fields[1:])}
+    return {}
+
+
+def disk_of(path: str) -> tuple[str, str]:
+    """(MAJ:MIN of the whole disk, its name) holding `path`."""
+    st = os.stat(path)
+    part = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    sysdir = os.path.realpath(f"/sys/dev/block/{part}")
+    if os.path.exists(os.path.join(sysdir, "partition")):
+        sysdir = os.path.dirname(sysdir)
+    with open(os.path.join(sysdir, "dev")) as fh:
+        return fh.read().strip(), os.path.basename(sysdir)
+
+
+def biolatency_sync_reads(text: str) -> list[tuple[int, int, int]]:
+    """(lo_us, hi_us, count) rows of biolatency -F's histograms of sync reads, merged."""
+    rows: dict[tuple[int, int], int] = {}
+    take = False
+    for line in text.splitlines():
+        if line.startswith("flags = "):
+            flags = line.split("=", 1)[1].strip().split("-")
+            take = "Read" in flags and "Sync" in flags
+            continue
+        m = re.match(r"\s*(\d+) -> (\d+)\s*: (\d+)", line)
+        if m and take:
+            key = (int(m[1]), int(m[2]))
+            rows[key] = rows.get(key, 0) + int(m[3])
+    return sorted((lo, hi, n) for (lo, hi), n in rows.items())
+
+
+def median_exponent_us(rows: list[tuple[int, int, int]]) -> int:
+    total = sum(n for *_, n in rows)
+    acc = 0
+    for lo, _hi, n in rows:
+        acc += n
+        if 2 * acc >= total:
+            return max(lo, 1).bit_length() - 1  # bucket [2^k, 2^(k+1)) -> k
+    raise AssertionError("empty histogram")
+
+
+def median_exponent_ours(slots: tuple[int, ...]) -> int:
+    """Our slot k holds (2^(k-1), 2^k] ns, about (2^(k-11), 2^(k-10)] µs: lower edge k-11."""
+    total = sum(slots)
+    acc = 0
+    for k, n in enumerate(slots):
+        acc += n
+        if 2 * acc >= total:
+            return k - 11
+    raise AssertionError("empty histogram")
+
+
+@pytest.mark.kernel
+def test_block_io_charged_to_the_submitting_cgroup() -> None:
+    require_root()
+    build_helper("sys_calls")
+    dev, name = disk_of(TEST_DIR)
+    path = os.path.join(TEST_DIR, f"kpod-test-bio-{os.getpid()}")
+    with open(path, "wb") as f:
+        f.write(os.urandom(FILE_PAGES * 4096))
+        f.flush()
+        os.fsync(f.fileno())
+    biolat = shutil.which("biolatency")
+    c = BlockIOCollector()
+    c.start()
+    stats_fd = int(libbpf.lib().bpf_enable_stats(libbpf.BPF_STATS_RUN_TIME))
+    bl: subprocess.Popen[str] | None = None
+    try:
+        fds = c.program_fds()
+        run0 = {n: prog_stats(fd) for n, fd in fds.items()}
+        status = {p.program: p for p in c.programs()}
+        attached = {n for n, p in status.items() if p.attached}
+        assert {"kpod_block_rq_complete"} <= attached, status
+        assert attached & {"kpod_block_rq_issue", "kpod_block_rq_issue_q"}, status
+        with make_cgroups("io", "idle") as (io, idle):
+            p = spawn_in(io, [PYTHON, "-c", WORKLOAD, path, str(READS), str(WRITES),
+                              str(FILE_PAGES)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            q = spawn_in(idle, [build_helper("sys_calls"), "idle"], stdout=subprocess.PIPE)
+            assert p.stdin is not None and p.stdout is not None and q.stdout is not None
+            assert p.stdout.readline() == b"ready\n"
+            assert q.stdout.readline() == b"ready\n"
+            if biolat:
+                bl = subprocess.Popen(["stdbuf", "-oL", biolat, "-d", name, "-F", "60", "1"],
+                                      stdout=subprocess.PIPE, text=True)
+                assert bl.stdout is not None
+                assert bl.stdout.readline().startswith("Tracing")
+            before = io_stat(io.path, dev)
+            c.read_map("bio_stats")  # from zero
+            p.stdin.write(b"g")
+            p.stdin.flush()
+            assert p.stdout.readline() == b"done\n"
+            time.sleep(0.1)
+            after = io_stat(io.path, dev)
+            got: dict[tuple[int, int, int], KpodBioStats] = {}
+            for k, v in c.read_map("bio_stats").items():
+                key = KpodBioKey.from_buffer_copy(k)
+                got[(int(key.cgroup_id), int(key.dev), int(key.op))] = \
+                    KpodBioStats.from_buffer_copy(v)
+            unowned = c.unowned()
+            run1 = {n: prog_stats(fd) for n, fd in fds.items()}
+            bl_text = ""
+            if bl is not None:
+                bl.send_signal(signal.SIGINT)
+                bl_text, _ = bl.communicate(timeout=20)
+            for proc in (p, q):
+                proc.kill()
+                proc.wait()
+    finally:
+        c.close()
+        if stats_fd >= 0:
+            os.close(stats_fd)
+        if bl is not None and bl.poll() is None:
+            bl.kill()
+            bl.wait()
+        os.unlink(path)
+    mine = {(dv, op): st for (cg, dv, op), st in got.items() if cg == io.id}
+    by_op = {op: sum(int(x) for x in st.latency.slots) for (dv, op), st in mine.items()
+             if devno(dv) == dev}
+    if before is not None and after is not None:
+        want = {0: after.get("rios", 0) - before.get("rios", 0),
+                1: after.get("wios", 0) - before.get("wios", 0)}
+        oracle = "io.stat"
+    else:
+        want = {0: READS, 1: WRITES}
+        oracle = "the workload's own count (hybrid host: no io controller on cgroup v2)"
+    print(f"\nblock I/O on {name} ({dev}): ours read={by_op.get(0)} write={by_op.get(1)}; "
+          f"{oracle}: read={want[0]} write={want[1]}; unowned={unowned}")
+    cost = {n.removeprefix("kpod_block_"): (run1[n][0] - run0[n][0]) / max(run1[n][1] - run0[n][1], 1)
+            for n in run0}
+    print("ns/event (whole machine's I/O in the window): "
+          + ", ".join(f"{n} {v:.0f}" for n, v in sorted(cost.items())))
+    assert want[0] >= READS and want[1] >= WRITES
+    assert by_op.get(0) == want[0]
+    assert by_op.get(1) == want[1]
+    assert not any(cg == idle.id for cg, _, _ in got), "the idle cgroup made no I/O"
+    require(biolat is not None, "biolatency (libbpf-tools) not installed")
+    rows = biolatency_sync_reads(bl_text)
+    theirs = sum(n for *_, n in rows)
+    read_slots = tuple(int(x) for x in mine[next(d for d, op in mine if op == 0), 0].latency.slots)
+    ours_med, theirs_med = median_exponent_ours(read_slots), median_exponent_us(rows)
+    print(f"biolatency sync reads on {name}: {theirs} (ours: {by_op[0]} of this cgroup); "
+          f"median bucket ~2^{theirs_med} us (ours ~2^{ours_med} us)")
+    assert theirs >= by_op[0]
+    assert abs(ours_med - theirs_med) <= 1
