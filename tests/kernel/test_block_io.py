@@ -28,8 +28,10 @@ import time
 import pytest
 
 from kpodmetrics.bpf import libbpf
+from kpodmetrics.bpf.errors import BpfError
+from kpodmetrics.bpf.loader import BpfObject, LoadOptions
 from kpodmetrics.bpf.structs import KpodBioKey, KpodBioStats
-from kpodmetrics.collectors.ebpf.block_io import BlockIOCollector, devno
+from kpodmetrics.collectors.ebpf.block_io import SIGNAL, BlockIOCollector, devno
 from tests.conftest import require, require_root
 from tests.kernel.cgroup_util import PYTHON, build_helper, make_cgroups, spawn_in
 
@@ -143,10 +145,9 @@ def test_block_io_charged_to_the_submitting_cgroup() -> None:
     try:
         fds = c.program_fds()
         run0 = {n: prog_stats(fd) for n, fd in fds.items()}
-        status = {p.program: p for p in c.programs()}
-        attached = {n for n, p in status.items() if p.attached}
-        assert {"kpod_block_rq_complete"} <= attached, status
-        assert attached & {"kpod_block_rq_issue", "kpod_block_rq_issue_q"}, status
+        (state,) = c.signal_states()
+        assert state.variant is not None, state.reason
+        print(f"\nvariant {state.variant} ({state.reason or 'first choice'})")
         with make_cgroups("io", "idle") as (io, idle):
             p = spawn_in(io, [PYTHON, "-c", WORKLOAD, path, str(READS), str(WRITES),
                               str(FILE_PAGES)],
@@ -218,3 +219,28 @@ def test_block_io_charged_to_the_submitting_cgroup() -> None:
           f"median bucket ~2^{theirs_med} us (ours ~2^{ours_med} us)")
     assert theirs >= by_op[0]
     assert abs(ours_med - theirs_med) <= 1
+
+
+@pytest.mark.kernel
+def test_forced_old_variant_is_refused_with_its_reason_on_newer_kernels() -> None:
+    """On 5.11+ the <= 5.10 programs read a tracepoint argument that does not exist:
+    the verifier must refuse them (else they would read garbage), leaving the forced
+    signal dark with the verifier's reason, not falling back silently."""
+    require_root()
+    release = tuple(int(x) for x in re.findall(r"\d+", os.uname().release)[:2])
+    require(release >= (5, 11), f"kernel {os.uname().release} has the <= 5.10 tracepoints")
+    opts = LoadOptions(signals=(SIGNAL,), forced_variants={"blockio": "tp_btf_5_10"})
+    try:
+        obj = BpfObject("bio", opts=opts).load()
+    except BpfError as exc:  # nothing of the object loads: the verifier's reason is here
+        assert "doesn't have 2-th argument" in str(exc), exc
+        return
+    try:
+        obj.attach()
+        (state,) = obj.settle_signals()
+        assert state.variant is None
+        assert "2-th argument" in state.failures["tp_btf_5_10"], state.failures
+        assert state.failures["tp_btf"].startswith("not tried"), state.failures
+        assert not obj.attached
+    finally:
+        obj.close()

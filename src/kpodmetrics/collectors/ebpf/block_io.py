@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from kpodmetrics import families
 from kpodmetrics.bpf.maps import MapRead
 from kpodmetrics.bpf.structs import BIO_NO_OWNER, BIO_NO_START, KpodBioKey, KpodBioStats
+from kpodmetrics.bpf.variants import Signal, Variant
 from kpodmetrics.collectors.base import CollectContext
 from kpodmetrics.collectors.ebpf.base import BpfCollectorBase
 from kpodmetrics.collectors.files.support.blockdev import BlockDevices
@@ -43,15 +44,28 @@ def devno(dev: int) -> str:
     return f"{dev >> 20}:{dev & 0xFFFFF}"
 
 
+# The <= 5.10 variant comes first on purpose: its programs read an argument that the
+# 5.11+ tracepoints lack, so the verifier refuses them there, whereas the 5.11+
+# programs would pass the verifier on 5.10 too and read the request_queue argument
+# as if it were the request.
+SIGNAL = Signal("blockio", families=(LATENCY,), variants=(
+    Variant("tp_btf_5_10", ("kpod_block_getrq_q", "kpod_block_rq_issue_q",
+                            "kpod_block_rq_complete")),
+    Variant("tp_btf", ("kpod_block_getrq", "kpod_block_rq_issue", "kpod_block_rq_complete")),
+))
+
+
 class BlockIOCollector(BpfCollectorBase):
     name = "blockio"
     object_name = "bio"
     health_map = "bio_health"
     metric_maps = {"bio_stats": 0, "bio_inflight": 1, "bio_submitter": 2}
     families = (LATENCY,)
+    signals = (SIGNAL,)
 
-    def __init__(self, *, legacy_maps: bool = False, sys_root: str = "/sys") -> None:
-        super().__init__(legacy_maps=legacy_maps)
+    def __init__(self, *, legacy_maps: bool = False, sys_root: str = "/sys",
+                 variants: dict[str, str] | None = None) -> None:
+        super().__init__(legacy_maps=legacy_maps, variants=variants)
         self.devices = BlockDevices(sys_root)
 
     def collect(self, ctx: CollectContext) -> Iterator[HistogramSample]:
