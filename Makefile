@@ -23,8 +23,13 @@ IMAGE ?= kpod-metrics:$(VERSION)
 
 all: bpf
 
-## prebuilt CO-RE objects (committed; running needs no compiler)
-bpf: $(BPF_OBJ)
+## prebuilt CO-RE objects and the generated Python mirror of their shared header
+## (both committed; running needs no compiler)
+STRUCTS_PY := src/kpodmetrics/bpf/structs.py
+bpf: $(BPF_OBJ) $(STRUCTS_PY)
+
+$(STRUCTS_PY): ebpf/kpod_shared.h scripts/gen_structs.py vmlinux/$(ARCH)/vmlinux.h
+	python3 scripts/gen_structs.py
 
 $(BPF_OBJ_DIR)/%.bpf.o: ebpf/%.bpf.c $(BPF_HDR) vmlinux/$(ARCH)/vmlinux.h
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@.tmp

@@ -1,15 +1,21 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * Every struct that crosses the kernel/user boundary, in one place.
- * Mirrored in Python in src/kpodmetrics/bpf/structs.py; tests/unit/test_struct_layout.py
- * checks the mirror against the BTF of each built object.
+ * Every struct and constant that crosses the kernel/user boundary, in one place.
+ * Constants are enums (not #defines) so that they reach BTF: `make bpf` generates
+ * src/kpodmetrics/bpf/structs.py from the BTF of this header (scripts/gen_structs.py);
+ * tests/unit/test_struct_layout.py fails when that module is stale or when a built
+ * object's BTF disagrees with it. Nothing is mirrored by hand.
  */
 #ifndef KPOD_SHARED_H
 #define KPOD_SHARED_H
 
 /* Log2 histogram: slot k counts v with 2^(k-1) < v <= 2^k (slot 0: v <= 1).
  * The last slot also takes every v > 2^(KPOD_HIST_SLOTS-2) and is exported as +Inf. */
-#define KPOD_HIST_SLOTS 32
+enum kpod_limits {
+	KPOD_HIST_SLOTS = 32,
+	/* syscall: the filter is an ARRAY of u8 with this many entries, indexed by syscall nr */
+	KPOD_SYS_NR_MAX = 1024,
+};
 
 struct kpod_hist {
 	__u64 slots[KPOD_HIST_SLOTS];
@@ -24,16 +30,19 @@ struct kpod_cpu_stats {
 	__u64 nivcsw;          /* involuntary (preempted or still runnable) */
 };
 
-/* Map health: one ARRAY entry per metric map of a program family, index = KPOD_HEALTH_* */
+/* Map health: one ARRAY entry per metric map of a program object, indexed by that
+ * object's enum kpod_<object>_health below (the _N member is the ARRAY's size). */
 struct kpod_map_health {
 	__u64 entries_written; /* new entries inserted */
 	__u64 update_errors;   /* inserts that failed (map full, no memory) */
 };
 
 /* health indices of cpu_sched.bpf.c */
-#define KPOD_HEALTH_CPU_STATS 0
-#define KPOD_HEALTH_CPU_START 1
-#define KPOD_HEALTH_CPU_N 2
+enum kpod_cpu_health {
+	KPOD_HEALTH_CPU_STATS = 0,
+	KPOD_HEALTH_CPU_START = 1,
+	KPOD_HEALTH_CPU_N = 2,
+};
 
 /* ---- net.bpf.c (TCP) structs below this line ---- */
 
@@ -47,14 +56,15 @@ struct kpod_tcp_stats {
 	__u64 opened_passive; /* SYN_RECV -> ESTABLISHED */
 	__u64 failed;         /* SYN_SENT or SYN_RECV -> CLOSE (never established) */
 	__u64 closed;         /* any later state -> CLOSE (was established) */
-	__u64 active_delta;   /* signed (two's complement): +1 per open, -1 per close of a
-	                       * socket seen opening; __u64 keeps host C builds simple */
+	__s64 active_delta;   /* +1 per open, -1 per close of a socket seen opening */
 	struct kpod_hist rtt; /* smoothed RTT in ns, one sample per received segment */
 };
 
 /* health indices of net.bpf.c */
-#define KPOD_HEALTH_NET_TCP_STATS 0
-#define KPOD_HEALTH_NET_N 1
+enum kpod_net_health {
+	KPOD_HEALTH_NET_TCP_STATS = 0,
+	KPOD_HEALTH_NET_N = 1,
+};
 
 /* ---- mem.bpf.c and syscall.bpf.c structs below this line ---- */
 
@@ -65,11 +75,10 @@ struct kpod_mem_stats {
 };
 
 /* health indices of mem.bpf.c */
-#define KPOD_HEALTH_MEM_STATS 0
-#define KPOD_HEALTH_MEM_N 1
-
-/* syscall: the filter is an ARRAY of u8 with this many entries, indexed by syscall nr */
-#define KPOD_SYS_NR_MAX 1024
+enum kpod_mem_health {
+	KPOD_HEALTH_MEM_STATS = 0,
+	KPOD_HEALTH_MEM_N = 1,
+};
 
 /* syscall: key of sys_stats */
 struct kpod_sys_key {
@@ -85,9 +94,11 @@ struct kpod_sys_stats {
 };
 
 /* health indices of syscall.bpf.c */
-#define KPOD_HEALTH_SYS_STATS 0
-#define KPOD_HEALTH_SYS_START 1
-#define KPOD_HEALTH_SYS_N 2
+enum kpod_sys_health {
+	KPOD_HEALTH_SYS_STATS = 0,
+	KPOD_HEALTH_SYS_START = 1,
+	KPOD_HEALTH_SYS_N = 2,
+};
 
 /* ---- bio.bpf.c (block I/O latency) structs below this line ---- */
 
@@ -110,14 +121,18 @@ struct kpod_bio_start {
 };
 
 /* health indices of bio.bpf.c */
-#define KPOD_HEALTH_BIO_STATS 0
-#define KPOD_HEALTH_BIO_INFLIGHT 1
-#define KPOD_HEALTH_BIO_SUBMITTER 2
-#define KPOD_HEALTH_BIO_N 3
+enum kpod_bio_health {
+	KPOD_HEALTH_BIO_STATS = 0,
+	KPOD_HEALTH_BIO_INFLIGHT = 1,
+	KPOD_HEALTH_BIO_SUBMITTER = 2,
+	KPOD_HEALTH_BIO_N = 3,
+};
 /* bio: indices of the bio_unowned ARRAY (u64 counters) */
-#define KPOD_BIO_NO_OWNER 0   /* completed requests with no cgroup to charge (no bio, e.g. flush) */
-#define KPOD_BIO_NO_START 1   /* completions whose issue was not seen (attached mid-flight) */
-#define KPOD_BIO_UNOWNED_N 2
+enum kpod_bio_unowned {
+	KPOD_BIO_NO_OWNER = 0,  /* completed requests with no cgroup to charge (no bio, e.g. flush) */
+	KPOD_BIO_NO_START = 1,  /* completions whose issue was not seen (attached mid-flight) */
+	KPOD_BIO_UNOWNED_N = 2,
+};
 /* ---- end of bio.bpf.c structs ---- */
 
 #endif

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from kpodmetrics.bpf.structs import KpodCpuStats, u64_key
+from kpodmetrics.bpf.maps import u64_key
+from kpodmetrics.bpf.structs import KpodCpuStats
 from kpodmetrics.collectors.ebpf.runqueue import CpuSchedCollector
 from tests.conftest import require, require_root
 from tests.kernel.cgroup_util import KernelCgroup, build_helper, make_cgroups, spawn_in

@@ -19,7 +19,8 @@ import tempfile
 import pytest
 
 from kpodmetrics.bpf import libbpf
-from kpodmetrics.bpf.structs import KpodMemStats, u64_key
+from kpodmetrics.bpf.maps import u64_key
+from kpodmetrics.bpf.structs import KpodMemStats
 from kpodmetrics.collectors.ebpf.mem_events import FAULT_PROG, MemCollector, online_cpus
 from tests.conftest import require_root
 from tests.kernel.cgroup_util import build_helper, make_cgroups, spawn_in

@@ -20,7 +20,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from kpodmetrics.bpf.structs import KpodMemStats, u64_key
+from kpodmetrics.bpf.maps import u64_key
+from kpodmetrics.bpf.structs import KpodMemStats
 from kpodmetrics.collectors.ebpf.mem_events import MemCollector
 from tests.conftest import require, require_root
 from tests.kernel.cgroup_util import (

@@ -200,7 +200,7 @@ def test_bytes_and_connections_charged_to_socket_owners(collector_factory, fam, 
     with netns() as ns, make_cgroups("client", "server", "idle") as (cli_cg, srv_cg, idle):
         p = port()
         srv = start_server(srv_cg, ns, fam, p, k, "echo")
-        c.read_stats()  # snap-and-reset: start from zero
+        c.read_map("tcp_stats")  # snap-and-reset: start from zero
         cli = start_client(cli_cg, ns, fam, p, k)
         assert srv.line() == "accepted"
         collect_until(c, totals, lambda: totals.get(OPENED.name, srv_cg, PASSIVE_L) >= k)
@@ -256,7 +256,7 @@ def test_retransmits_match_retranssegs_and_land_on_the_sender(collector_factory,
         with input_drop(ns, p, 10):
             srv = start_server(srv_cg, ns, fam, p, 1, "sink")
             before = netns_counters(ns)
-            c.read_stats()
+            c.read_map("tcp_stats")
             cli = start_client(cli_cg, ns, fam, p, 1)
             assert srv.line() == "accepted"
             assert cli.cmd(f"send {nbytes}") == f"sent {nbytes}"
@@ -322,7 +322,7 @@ def test_rtt_histogram_agrees_with_ss(collector_factory):  # type: ignore[no-unt
         srv = start_server(srv_cg, ns, 4, p, 1, "echo")
         cli = start_client(cli_cg, ns, 4, p, 1)
         assert srv.line() == "accepted"
-        c.read_stats()  # drop the handshake: keep the ping-pong's steady state only
+        c.read_map("tcp_stats")  # drop the handshake: keep the ping-pong's steady state only
         # ss shows srtt at one instant: average snapshots taken while the exchange runs
         # (pausing the exchange for ss would put the pause into the RTT samples)
         snaps: list[tuple[float, float]] = []
@@ -383,7 +383,7 @@ def test_synack_retransmits_land_on_the_listener(collector_factory):  # type: ig
         p = port()
         srv = start_server(srv_cg, ns, 4, p, 1, "sink")
         before = netns_counters(ns)
-        c.read_stats()
+        c.read_map("tcp_stats")
         with input_rule(ns, "tcp", "dport", str(p), "tcp", "flags", "!=", "syn", "drop"):
             cli = start_client(cli_cg, ns, 4, p, 1)  # established on the client side
             end = time.monotonic() + 10
@@ -436,7 +436,7 @@ def test_missing_tracepoint_disables_only_its_metric(collector_factory, monkeypa
     with netns() as ns, make_cgroups("client", "server") as (cli_cg, srv_cg):
         p = port()
         srv = start_server(srv_cg, ns, 4, p, 1, "sink")
-        c.read_stats()
+        c.read_map("tcp_stats")
         cli = start_client(cli_cg, ns, 4, p, 1)
         assert srv.line() == "accepted"
         assert cli.cmd("send 12345") == "sent 12345"

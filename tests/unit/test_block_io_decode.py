@@ -7,7 +7,7 @@ import struct
 from pathlib import Path
 
 from kpodmetrics.bpf.maps import MapRead
-from kpodmetrics.collectors.ebpf.block_io import LATENCY, decode, devno
+from kpodmetrics.collectors.ebpf.block_io import LATENCY, decoder, devno
 from kpodmetrics.collectors.files.support.blockdev import BlockDevices
 
 # struct kpod_bio_key { u64 cgroup_id; u32 dev; u32 op; }
@@ -45,7 +45,7 @@ def test_labels_from_sysfs_and_req_op(tmp_path: Path) -> None:
             entry(444, 254, 0, 0, {}, 0)]
     read = MapRead(b"".join(k for k, _ in rows), b"".join(v for _, v in rows), len(rows),
                    KEY.size, VALUE.size)
-    out = {(s.cgroup_id, s.labels): s for s in decode(read, devices)}
+    out = {(s.cgroup_id, s.labels): s for s in decoder(devices).decode(read).samples}
     assert set(out) == {
         (111, (("device", "vda"), ("op", "read"))),
         (111, (("device", "vda"), ("op", "write"))),

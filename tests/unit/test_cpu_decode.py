@@ -5,12 +5,17 @@ from __future__ import annotations
 import struct
 
 from kpodmetrics.bpf.maps import MapRead
-from kpodmetrics.collectors.ebpf.runqueue import CONTEXT_SWITCHES, RUNQUEUE, decode
+from kpodmetrics.bpf.mapspec import MapDecoder
+from kpodmetrics.collectors.ebpf.runqueue import CONTEXT_SWITCHES, RUNQUEUE, STATS
 from kpodmetrics.samples import HistogramSample, Sample
 
 # struct kpod_cpu_stats { struct kpod_hist { u64 slots[32]; u64 sum; u64 count; } runq;
 #                         u64 nvcsw; u64 nivcsw; }  -> 36 little-endian u64
 VALUE = struct.Struct("<36Q")
+
+
+def decode(read: MapRead) -> list[Sample | HistogramSample]:
+    return MapDecoder(STATS).decode(read).samples
 
 
 def entry(cg: int, slots: dict[int, int], total: int, vol: int, invol: int) -> tuple[bytes, bytes]:

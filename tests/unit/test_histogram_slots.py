@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kpodmetrics.bpf.structs import HIST_SLOTS
+from kpodmetrics.bpf.structs import KPOD_HIST_SLOTS as HIST_SLOTS
 from kpodmetrics.histogram import cumulative_at, slot_of
 from tests.conftest import require
 

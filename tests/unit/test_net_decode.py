@@ -10,7 +10,10 @@ from __future__ import annotations
 import ctypes
 import struct
 
-from kpodmetrics.bpf.structs import HIST_SLOTS, KpodTcpStats
+from kpodmetrics.bpf.maps import MapRead
+from kpodmetrics.bpf.mapspec import MapDecoder
+from kpodmetrics.bpf.structs import KPOD_HIST_SLOTS as HIST_SLOTS
+from kpodmetrics.bpf.structs import KpodTcpStats
 from kpodmetrics.collectors.ebpf.tcp import (
     ACTIVE,
     CLOSED,
@@ -20,8 +23,8 @@ from kpodmetrics.collectors.ebpf.tcp import (
     RETRANSMITS,
     RTT,
     SENT,
+    STATS,
     ActiveConnections,
-    decode,
 )
 from kpodmetrics.samples import HistogramSample, Sample
 
@@ -39,12 +42,17 @@ def raw(sent: int = 0, recv: int = 0, retrans: int = 0, act: int = 0, pas: int =
                        *s, total, sum(s))
 
 
+def decode(cg: int, value: bytes) -> list[Sample | HistogramSample]:
+    """The collector's decoder over a one-entry read of these bytes."""
+    return MapDecoder(STATS).decode(MapRead(struct.pack("<Q", cg), value, 1, 8, len(value))).samples
+
+
 def test_layout_size_matches_the_mirror() -> None:
     assert struct.calcsize(LAYOUT) == ctypes.sizeof(KpodTcpStats) == 336
 
 
 def test_every_counter_lands_in_its_family_with_labels() -> None:
-    st = KpodTcpStats.from_buffer_copy(raw(100, 200, 3, 4, 5, 6, 7, 1))
+    st = raw(100, 200, 3, 4, 5, 6, 7, 1)
     got = {(s.family, s.labels): s.value for s in decode(42, st) if isinstance(s, Sample)}
     assert got == {
         (SENT.name, ()): 100.0,
@@ -59,14 +67,14 @@ def test_every_counter_lands_in_its_family_with_labels() -> None:
 
 
 def test_zero_counters_and_empty_histogram_are_left_out() -> None:
-    st = KpodTcpStats.from_buffer_copy(raw(sent=9))
+    st = raw(sent=9)
     out = list(decode(7, st))
     assert [s.family for s in out] == [SENT.name]
 
 
 def test_rtt_histogram_keeps_slots_and_exact_sum() -> None:
     # 3 samples of 20 us (slot 15: 16384 < 20000 <= 32768 ns) and one of 1 ms (slot 20)
-    st = KpodTcpStats.from_buffer_copy(raw(slots={15: 3, 20: 1}, total=3 * 20_000 + 1_000_000))
+    st = raw(slots={15: 3, 20: 1}, total=3 * 20_000 + 1_000_000)
     (h,) = [s for s in decode(1, st) if isinstance(s, HistogramSample)]
     assert h.family == RTT.name
     assert h.slots[15] == 3 and h.slots[20] == 1 and h.count == 4
@@ -83,6 +91,8 @@ def test_rtt_buckets_are_exact_powers_of_two_in_seconds() -> None:
 def test_negative_delta_decodes_signed() -> None:
     st = KpodTcpStats.from_buffer_copy(raw(delta=-3))
     assert st.active_delta == -3
+    read = MapRead(struct.pack("<Q", 9), raw(delta=-3), 1, 8, ctypes.sizeof(KpodTcpStats))
+    assert MapDecoder(STATS).decode(read).raw == [(9, (-3,))]
 
 
 def test_active_gauge_sums_deltas_and_forgets_closed_cgroups() -> None:

@@ -178,3 +178,8 @@ class BpfMap:
 
 class _BatchUnsupported(Exception):
     pass
+
+
+def u64_key(raw: bytes) -> int:
+    """The u64 key (a cgroup id) of a map entry read back as bytes."""
+    return int.from_bytes(raw[:8], "little")

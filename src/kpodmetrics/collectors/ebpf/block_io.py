@@ -10,18 +10,26 @@ sysfs name of the whole disk); operations by their REQ_OP name.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
 
 from kpodmetrics import families
-from kpodmetrics.bpf.maps import MapRead
-from kpodmetrics.bpf.structs import BIO_NO_OWNER, BIO_NO_START, KpodBioKey, KpodBioStats
+from kpodmetrics.bpf.mapspec import Hist, MapDecoder, MapSpec
+from kpodmetrics.bpf.structs import (
+    KPOD_BIO_NO_OWNER,
+    KPOD_BIO_NO_START,
+    KPOD_HEALTH_BIO_INFLIGHT,
+    KPOD_HEALTH_BIO_STATS,
+    KPOD_HEALTH_BIO_SUBMITTER,
+    KpodBioKey,
+    KpodBioStats,
+)
 from kpodmetrics.bpf.variants import Signal, Variant
 from kpodmetrics.collectors.base import CollectContext
 from kpodmetrics.collectors.ebpf.base import BpfCollectorBase
 from kpodmetrics.collectors.files.support.blockdev import BlockDevices
 from kpodmetrics.config import Settings
 from kpodmetrics.families import Family, FamilyType
-from kpodmetrics.samples import HistogramSample
+from kpodmetrics.samples import HistogramSample, Sample
 
 NS = 1e-9
 # le = 2^k ns for k = 12, 14, ..., 30: 4.1 us ... 1.07 s; every bound is exact.
@@ -34,6 +42,10 @@ LATENCY = Family(
     unit="s", label_names=("device", "op"), bucket_exponents=LATENCY_EXPONENTS, scale=NS,
 )
 families.register(LATENCY)
+
+STATS = MapSpec("bio_stats", KpodBioStats, key=KpodBioKey, health=KPOD_HEALTH_BIO_STATS,
+                key_labels=(("dev", "device"), ("op", "op")), fields=(Hist("latency", LATENCY),))
+"""bio_stats: (cgroup id, disk dev_t, REQ_OP) -> struct kpod_bio_stats."""
 
 # REQ_OP_* values (include/linux/blk_types.h, stable since 4.10); others are "other".
 OPS = {0: "read", 1: "write", 2: "flush", 3: "discard", 5: "secure_erase", 9: "write_zeroes"}
@@ -59,18 +71,20 @@ class BlockIOCollector(BpfCollectorBase):
     name = "blockio"
     object_name = "bio"
     health_map = "bio_health"
-    metric_maps = {"bio_stats": 0, "bio_inflight": 1, "bio_submitter": 2}
-    families = (LATENCY,)
+    metric_maps = {STATS.map: KPOD_HEALTH_BIO_STATS, "bio_inflight": KPOD_HEALTH_BIO_INFLIGHT,
+                   "bio_submitter": KPOD_HEALTH_BIO_SUBMITTER}
+    families = STATS.families
     signals = (SIGNAL,)
 
     def __init__(self, *, legacy_maps: bool = False, sys_root: str = "/sys",
                  variants: dict[str, str] | None = None) -> None:
         super().__init__(legacy_maps=legacy_maps, variants=variants)
         self.devices = BlockDevices(sys_root)
+        self.decoder = decoder(self.devices)
 
-    def collect(self, ctx: CollectContext) -> Iterator[HistogramSample]:
+    def collect(self, ctx: CollectContext) -> Iterable[Sample | HistogramSample]:
         self.devices.new_cycle()
-        return decode(self.read_map("bio_stats"), self.devices)
+        return self.decoder.decode(self.read_map(STATS.map)).samples
 
     def unowned(self) -> dict[str, int]:
         """Completions charged to nobody since start: `no_owner` (no bio: flushes) and
@@ -79,20 +93,14 @@ class BlockIOCollector(BpfCollectorBase):
         raw = self.obj.map("bio_unowned").read_all()
         by_idx = {int.from_bytes(k, "little"): int.from_bytes(v[:8], "little")
                   for k, v in raw.items()}
-        return {"no_owner": by_idx.get(BIO_NO_OWNER, 0), "no_start": by_idx.get(BIO_NO_START, 0)}
+        return {"no_owner": by_idx.get(KPOD_BIO_NO_OWNER, 0),
+                "no_start": by_idx.get(KPOD_BIO_NO_START, 0)}
 
 
-def decode(read: MapRead, devices: BlockDevices) -> Iterator[HistogramSample]:
-    """Samples from one snap of bio_stats (struct kpod_bio_key -> struct kpod_bio_stats)."""
-    for key, value in read.items():
-        k = KpodBioKey.from_buffer_copy(key)
-        st = KpodBioStats.from_buffer_copy(value)
-        slots = tuple(int(x) for x in st.latency.slots)
-        if not any(slots):
-            continue
-        labels = (("device", devices.name(devno(int(k.dev)))),
-                  ("op", OPS.get(int(k.op), "other")))
-        yield HistogramSample(LATENCY.name, int(k.cgroup_id), slots, int(st.latency.sum), labels)
+def decoder(devices: BlockDevices) -> MapDecoder:
+    """bio_stats decoder naming disks like io.stat and operations by REQ_OP name."""
+    return MapDecoder(STATS, label_of={"device": lambda dev: devices.name(devno(dev)),
+                                       "op": lambda op: OPS.get(op, "other")})
 
 
 def create(settings: Settings) -> BlockIOCollector:

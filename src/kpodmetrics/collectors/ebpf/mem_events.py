@@ -13,12 +13,13 @@ import ctypes
 import logging
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable
 
 from kpodmetrics import families, syscalls
 from kpodmetrics.bpf.errors import BpfError
 from kpodmetrics.bpf.loader import BpfObject
-from kpodmetrics.bpf.structs import KpodMemStats, u64_key
+from kpodmetrics.bpf.mapspec import Count, MapDecoder, MapSpec
+from kpodmetrics.bpf.structs import KPOD_HEALTH_MEM_STATS, KpodMemStats
 from kpodmetrics.collectors.base import CollectContext
 from kpodmetrics.collectors.ebpf.base import BpfCollectorBase
 from kpodmetrics.config import Settings
@@ -36,6 +37,12 @@ MAJOR_FAULTS = Family(
     "Major page faults (page read from storage), charged to the faulting task's cgroup",
 )
 families.register(OOM_KILLS, MAJOR_FAULTS)
+
+STATS = MapSpec("mem_stats", KpodMemStats, health=KPOD_HEALTH_MEM_STATS, fields=(
+    Count("oom_kills", OOM_KILLS),
+    Count("major_faults", MAJOR_FAULTS),
+))
+"""mem_stats: cgroup id -> struct kpod_mem_stats."""
 
 FAULT_PROG = "kpod_major_fault"
 
@@ -81,8 +88,12 @@ class MemCollector(BpfCollectorBase):
     name = "mem"
     object_name = "mem"
     health_map = "mem_health"
-    metric_maps = {"mem_stats": 0}
-    families = (OOM_KILLS, MAJOR_FAULTS)
+    metric_maps = {STATS.map: KPOD_HEALTH_MEM_STATS}
+    families = STATS.families
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.decoder = MapDecoder(STATS)
 
     def attach(self, obj: BpfObject) -> None:
         """Tracepoints as usual, then the fault program on one perf event per CPU.
@@ -112,15 +123,8 @@ class MemCollector(BpfCollectorBase):
                 st.reason += " (fault counts would miss those CPUs; treat as unreliable)"
             _log.warning("mem: major fault events: %s", st.reason)
 
-    def collect(self, ctx: CollectContext) -> Iterator[Sample | HistogramSample]:
-        read = self.read_map("mem_stats")
-        for key, value in read.items():
-            cg = u64_key(key)
-            st = KpodMemStats.from_buffer_copy(value)
-            if st.oom_kills:
-                yield Sample(OOM_KILLS.name, cg, float(st.oom_kills))
-            if st.major_faults:
-                yield Sample(MAJOR_FAULTS.name, cg, float(st.major_faults))
+    def collect(self, ctx: CollectContext) -> Iterable[Sample | HistogramSample]:
+        return self.decoder.decode(self.read_map(STATS.map)).samples
 
 
 def create(settings: Settings) -> MemCollector:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
 
 from kpodmetrics import families
-from kpodmetrics.bpf.maps import MapRead
-from kpodmetrics.bpf.structs import KpodCpuStats, u64_key
+from kpodmetrics.bpf.mapspec import Count, Hist, MapDecoder, MapSpec
+from kpodmetrics.bpf.structs import KPOD_HEALTH_CPU_START, KPOD_HEALTH_CPU_STATS, KpodCpuStats
 from kpodmetrics.collectors.base import CollectContext
 from kpodmetrics.collectors.ebpf.base import BpfCollectorBase
 from kpodmetrics.config import Settings
@@ -29,33 +29,27 @@ CONTEXT_SWITCHES = Family(
 )
 families.register(RUNQUEUE, CONTEXT_SWITCHES)
 
-_VOL = (("kind", "voluntary"),)
-_INVOL = (("kind", "involuntary"),)
+STATS = MapSpec("cpu_stats", KpodCpuStats, health=KPOD_HEALTH_CPU_STATS, fields=(
+    Hist("runq", RUNQUEUE),
+    Count("nvcsw", CONTEXT_SWITCHES, (("kind", "voluntary"),)),
+    Count("nivcsw", CONTEXT_SWITCHES, (("kind", "involuntary"),)),
+))
+"""cpu_stats: cgroup id -> struct kpod_cpu_stats."""
 
 
 class CpuSchedCollector(BpfCollectorBase):
     name = "cpu"
     object_name = "cpu_sched"
     health_map = "cpu_health"
-    metric_maps = {"cpu_stats": 0, "cpu_start": 1}
-    families = (RUNQUEUE, CONTEXT_SWITCHES)
+    metric_maps = {STATS.map: KPOD_HEALTH_CPU_STATS, "cpu_start": KPOD_HEALTH_CPU_START}
+    families = STATS.families
 
-    def collect(self, ctx: CollectContext) -> Iterator[Sample | HistogramSample]:
-        return decode(self.read_map("cpu_stats"))
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.decoder = MapDecoder(STATS)
 
-
-def decode(read: MapRead) -> Iterator[Sample | HistogramSample]:
-    """Samples from one snap of cpu_stats (cgroup id -> struct kpod_cpu_stats)."""
-    for key, value in read.items():
-        cg = u64_key(key)
-        st = KpodCpuStats.from_buffer_copy(value)
-        slots = tuple(st.runq.slots)
-        if any(slots):
-            yield HistogramSample(RUNQUEUE.name, cg, slots, int(st.runq.sum))
-        if st.nvcsw:
-            yield Sample(CONTEXT_SWITCHES.name, cg, float(st.nvcsw), labels=_VOL)
-        if st.nivcsw:
-            yield Sample(CONTEXT_SWITCHES.name, cg, float(st.nivcsw), labels=_INVOL)
+    def collect(self, ctx: CollectContext) -> Iterable[Sample | HistogramSample]:
+        return self.decoder.decode(self.read_map(STATS.map)).samples
 
 
 def create(settings: Settings) -> CpuSchedCollector:

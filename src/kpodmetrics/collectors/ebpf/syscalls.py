@@ -11,12 +11,19 @@ collector off cleanly: nothing is loaded and no series are produced.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Mapping
 
 from kpodmetrics import families, syscalls
 from kpodmetrics.bpf.errors import BpfError
 from kpodmetrics.bpf.loader import BpfObject
-from kpodmetrics.bpf.structs import SYS_NR_MAX, KpodSysKey, KpodSysStats
+from kpodmetrics.bpf.mapspec import Count, Hist, MapDecoder, MapSpec
+from kpodmetrics.bpf.structs import (
+    KPOD_HEALTH_SYS_START,
+    KPOD_HEALTH_SYS_STATS,
+    KPOD_SYS_NR_MAX,
+    KpodSysKey,
+    KpodSysStats,
+)
 from kpodmetrics.collectors.base import CollectContext, CollectorUnavailable
 from kpodmetrics.collectors.ebpf.base import BpfCollectorBase
 from kpodmetrics.config import Settings
@@ -46,6 +53,14 @@ LATENCY = Family(
 )
 families.register(COUNT, ERRORS, LATENCY)
 
+STATS = MapSpec(
+    "sys_stats", KpodSysStats, key=KpodSysKey, key_labels=(("nr", "syscall"),),
+    health=KPOD_HEALTH_SYS_STATS, fields=(
+        Hist("latency", LATENCY, count=COUNT),  # every completed call is one latency sample
+        Count("errors", ERRORS),
+    ))
+"""sys_stats: (cgroup id, syscall nr) -> struct kpod_sys_stats."""
+
 
 class FilterNotLoaded(CollectorUnavailable):
     """The kernel filter does not hold the configured syscalls."""
@@ -55,19 +70,20 @@ class SyscallCollector(BpfCollectorBase):
     name = "syscall"
     object_name = "syscall"
     health_map = "sys_health"
-    metric_maps = {"sys_stats": 0, "sys_start": 1}
-    families = (COUNT, ERRORS, LATENCY)
+    metric_maps = {STATS.map: KPOD_HEALTH_SYS_STATS, "sys_start": KPOD_HEALTH_SYS_START}
+    families = STATS.families
 
     def __init__(self, tracked: Mapping[str, int], *, legacy_maps: bool = False,
                  max_entries: Mapping[str, int] | None = None) -> None:
         """`tracked`: name -> number for this architecture (syscalls.resolve)."""
         super().__init__(legacy_maps=legacy_maps, max_entries=max_entries)
-        bad = {n: nr for n, nr in tracked.items() if not 0 <= nr < SYS_NR_MAX}
+        bad = {n: nr for n, nr in tracked.items() if not 0 <= nr < KPOD_SYS_NR_MAX}
         if bad:
             raise CollectorUnavailable(f"syscall numbers outside the filter: {bad}")
         self.tracked = dict(tracked)
         self.names = {nr: n for n, nr in tracked.items()}
-        self._labels = {nr: (("syscall", n),) for nr, n in self.names.items()}
+        # entries of numbers outside the filter cannot happen with a verified filter
+        self.decoder = MapDecoder(STATS, label_of={"syscall": self.names.get})
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -107,24 +123,10 @@ class SyscallCollector(BpfCollectorBase):
 
     # -- reading -------------------------------------------------------------------
 
-    def collect(self, ctx: CollectContext) -> Iterator[Sample | HistogramSample]:
+    def collect(self, ctx: CollectContext) -> Iterable[Sample | HistogramSample]:
         if self.obj is None:
-            return
-        read = self.read_map("sys_stats")
-        for key, value in read.items():
-            k = KpodSysKey.from_buffer_copy(key)
-            labels = self._labels.get(int(k.nr))
-            if labels is None:  # not ours (cannot happen with a verified filter)
-                continue
-            cg = int(k.cgroup_id)
-            st = KpodSysStats.from_buffer_copy(value)
-            slots = tuple(int(x) for x in st.latency.slots)
-            calls = sum(slots)
-            if calls:
-                yield Sample(COUNT.name, cg, float(calls), labels=labels)
-                yield HistogramSample(LATENCY.name, cg, slots, int(st.latency.sum), labels=labels)
-            if st.errors:
-                yield Sample(ERRORS.name, cg, float(st.errors), labels=labels)
+            return []
+        return self.decoder.decode(self.read_map(STATS.map)).samples
 
 
 def create(settings: Settings) -> SyscallCollector:

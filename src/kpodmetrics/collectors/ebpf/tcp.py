@@ -9,10 +9,11 @@ running sum of the kernel's per-cgroup open/close deltas (see `ActiveConnections
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from kpodmetrics import families
-from kpodmetrics.bpf.structs import KpodTcpStats, u64_key
+from kpodmetrics.bpf.mapspec import Count, Hist, MapDecoder, MapSpec
+from kpodmetrics.bpf.structs import KPOD_HEALTH_NET_TCP_STATS, KpodTcpStats
 from kpodmetrics.collectors.base import CollectContext
 from kpodmetrics.collectors.ebpf.base import BpfCollectorBase
 from kpodmetrics.config import Settings
@@ -58,8 +59,19 @@ PROGRAM_FEEDS: dict[str, tuple[str, ...]] = {
 }
 """Which metrics each program feeds: a program reported down takes only these."""
 
-_ACTIVE_DIR = (("direction", "active"),)
-_PASSIVE_DIR = (("direction", "passive"),)
+STATS = MapSpec("tcp_stats", KpodTcpStats, health=KPOD_HEALTH_NET_TCP_STATS, raw=("active_delta",),
+                fields=(
+                    Count("sent_bytes", SENT),
+                    Count("received_bytes", RECEIVED),
+                    Count("retrans_segs", RETRANSMITS),
+                    Count("opened_active", OPENED, (("direction", "active"),)),
+                    Count("opened_passive", OPENED, (("direction", "passive"),)),
+                    Count("failed", FAILED),
+                    Count("closed", CLOSED),
+                    Hist("rtt", RTT),
+                ))
+"""tcp_stats: socket owner's cgroup id -> struct kpod_tcp_stats; `active_delta` is
+folded here into the ACTIVE gauge (see ActiveConnections)."""
 
 
 class ActiveConnections:
@@ -87,46 +99,24 @@ class ActiveConnections:
         return out
 
 
-def decode(cg: int, st: KpodTcpStats) -> Iterator[Sample | HistogramSample]:
-    """Samples of one map entry (deltas); zero counters are left out."""
-    for fam, value, labels in (
-        (SENT, st.sent_bytes, ()),
-        (RECEIVED, st.received_bytes, ()),
-        (RETRANSMITS, st.retrans_segs, ()),
-        (OPENED, st.opened_active, _ACTIVE_DIR),
-        (OPENED, st.opened_passive, _PASSIVE_DIR),
-        (FAILED, st.failed, ()),
-        (CLOSED, st.closed, ()),
-    ):
-        if value:
-            yield Sample(fam.name, cg, float(value), labels=labels)
-    slots = tuple(int(s) for s in st.rtt.slots)
-    if any(slots):
-        yield HistogramSample(RTT.name, cg, slots, int(st.rtt.sum))
-
-
 class NetTcpCollector(BpfCollectorBase):
     name = "net"
     object_name = "net"
     health_map = "net_health"
-    metric_maps = {"tcp_stats": 0}
+    metric_maps = {STATS.map: KPOD_HEALTH_NET_TCP_STATS}
     families = FAMILIES
 
     def __init__(self, **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
         self.active = ActiveConnections()
+        self.decoder = MapDecoder(STATS)
 
-    def read_stats(self) -> dict[int, KpodTcpStats]:
-        """Snap and reset the map: cgroup id -> deltas since the last read."""
-        read = self.read_map("tcp_stats")
-        return {u64_key(k): KpodTcpStats.from_buffer_copy(v) for k, v in read.items()}
-
-    def collect(self, ctx: CollectContext) -> Iterator[Sample | HistogramSample]:
-        stats = self.read_stats()
-        for cg, st in stats.items():
-            yield from decode(cg, st)
-        for cg, level in self.active.apply((cg, int(st.active_delta)) for cg, st in stats.items()):
-            yield Sample(ACTIVE.name, cg, float(level), kind=Kind.GAUGE)
+    def collect(self, ctx: CollectContext) -> Iterable[Sample | HistogramSample]:
+        got = self.decoder.decode(self.read_map(STATS.map))
+        out = got.samples
+        for cg, level in self.active.apply((cg, raw[0]) for cg, raw in got.raw):
+            out.append(Sample(ACTIVE.name, cg, float(level), kind=Kind.GAUGE))
+        return out
 
 
 def create(settings: Settings) -> NetTcpCollector:
