@@ -5,6 +5,12 @@ levels, log2 histogram deltas). The store resolves each cgroup to its owner, fol
 the sample into the owner's series and drops every series of an owner once the
 resolver says it is gone. Nothing here is re-added: a kernel cumulative value moves
 its series only by the difference to the previous reading of the same cgroup.
+
+Levels (gauges) describe now, not the past: an owner's gauge series is the sum of
+this cycle's readings of all its cgroups (nested container cgroups, every cgroup in
+the unresolved aggregate), and a gauge series that got no reading this cycle leaves
+the export (a dead container's last memory usage must not linger through its
+back-off). Agent self-metric gauges keep the last value.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ class Series:
     value: float = 0.0
     slots: list[int] = field(default_factory=list)
     total: float = 0.0
+    cycle: int = -1
+    """Gauges: the store cycle of the last reading (readings of one cycle are summed)."""
 
     @property
     def count(self) -> int:
@@ -98,6 +106,8 @@ class SeriesStore:
         self._tracker_ttl = tracker_ttl_cycles
         self._cycle = 0
         self._declared: set[str] = set()
+        # owner gauge series read in the last cycle: the ones not read again go stale
+        self._levels: set[tuple[str, Labels]] = set()
         self._lock = threading.Lock()
 
     # -- writing -------------------------------------------------------------------
@@ -115,6 +125,7 @@ class SeriesStore:
             if self._unresolved_labels is not None
             else tuple((n, "__unresolved__" if i == 0 else "") for i, n in enumerate(owner_labels)),
         )
+        levels: set[tuple[str, Labels]] = set()
         with self._lock:
             self._cycle += 1
             for s in samples:
@@ -137,8 +148,14 @@ class SeriesStore:
                 if isinstance(s, HistogramSample):
                     self._add_histogram(family, labels, owner.key, s, now)
                 else:
-                    self._add_scalar(family, labels, owner.key, s, now, stats)
+                    series = self._add_scalar(family, labels, owner.key, s, now, stats,
+                                              sum_levels=True)
+                    if s.kind is Kind.GAUGE:
+                        levels.add((family.name, series.labels))
                 stats.applied += 1
+            for key in self._levels - levels:
+                self._drop_series_locked(*key)
+            self._levels = levels
             for owner in resolver.drain_removed():
                 self._drop_owner_locked(owner.key)
             self._prune_trackers_locked()
@@ -194,10 +211,16 @@ class SeriesStore:
         s: Sample,
         now: int,
         stats: ApplyStats,
-    ) -> None:
+        *,
+        sum_levels: bool = False,
+    ) -> Series:
         series = self._get(family, labels, owner_key, now)
         if s.kind is Kind.GAUGE:
-            series.value = s.value
+            if sum_levels and series.cycle == self._cycle:
+                series.value += s.value  # another cgroup of the same owner this cycle
+            else:
+                series.value = s.value
+            series.cycle = self._cycle
         elif s.kind is Kind.DELTA:
             if s.value > 0:
                 series.value += s.value
@@ -212,6 +235,7 @@ class SeriesStore:
                 delta = s.value - prev[0]
             self._raw[key] = (s.value, self._cycle)
             series.value += max(delta, 0.0)
+        return series
 
     def _add_histogram(
         self, family: Family, labels: Labels, owner_key: str, s: HistogramSample, now: int
@@ -238,18 +262,38 @@ class SeriesStore:
         if owner_key in (AGENT_KEY, OVERFLOW_KEY):
             return
         for family_name, labels in self._by_owner.pop(owner_key, ()):
-            per_family = self._series.get(family_name)
-            if per_family is not None and per_family.pop(labels, None) is not None:
-                self._owner_total -= 1
-                left = self._family_owned.get(family_name, 1) - 1
-                if left:
-                    self._family_owned[family_name] = left
-                else:
-                    self._family_owned.pop(family_name, None)
-                if not per_family:
-                    del self._series[family_name]
+            self._unlink_locked(family_name, labels)
         for key in self._folded_by_owner.pop(owner_key, ()):
             self._folded.pop(key, None)
+
+    def _drop_series_locked(self, family_name: str, labels: Labels) -> None:
+        """One series out of the export (a gauge nobody read this cycle)."""
+        series = self._series.get(family_name, {}).get(labels)
+        if series is None:
+            return
+        keys = self._by_owner.get(series.owner_key)
+        if keys is not None:
+            keys.discard((family_name, labels))
+            if not keys:
+                del self._by_owner[series.owner_key]
+        self._unlink_locked(family_name, labels)
+
+    def _unlink_locked(self, family_name: str, labels: Labels) -> None:
+        per_family = self._series.get(family_name)
+        if per_family is None:
+            return
+        series = per_family.pop(labels, None)
+        if series is None:
+            return
+        if series.owner_key not in (AGENT_KEY, OVERFLOW_KEY):
+            self._owner_total -= 1
+            left = self._family_owned.get(family_name, 1) - 1
+            if left:
+                self._family_owned[family_name] = left
+            else:
+                self._family_owned.pop(family_name, None)
+        if not per_family:
+            del self._series[family_name]
 
     # -- reading -------------------------------------------------------------------
 
@@ -269,7 +313,8 @@ class SeriesStore:
             for name in sorted(self._series.keys() | self._declared):
                 family = fam_registry.get(name)
                 rows = [
-                    Series(s.labels, s.owner_key, s.start_ns, s.value, list(s.slots), s.total)
+                    Series(s.labels, s.owner_key, s.start_ns, s.value, list(s.slots), s.total,
+                           s.cycle)
                     for s in self._series.get(name, {}).values()
                 ]
                 out.append((family, rows))

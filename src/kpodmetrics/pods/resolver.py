@@ -14,8 +14,17 @@ appears or changes, when an unknown id shows up in kernel data (at most once per
 
 A deleted pod moves to the grace cache; when its grace ends (or the LRU cap evicts
 it) every owner issued for it is handed out by `drain_removed`, so the store drops
-all its series. Pods of filtered-out namespaces and cgroups outside `kubepods` are
-*ignored* (`ignored()`), which is not the same as *unresolved* (an id nobody knows).
+all its series.
+
+A cgroup id seen in one walk stays resolvable for the grace period after a later walk
+no longer finds its directory (`_vanished`), with the container name it had then:
+the runtime removes a dead container's cgroup at once, but the kernel data of its
+last moments (the OOM kill that ended it, its last run-queue waits, TCP closes) is
+read one cycle later, usually after the pod update that triggered the re-walk. It is
+still charged to the container while its pod is live or in its own grace period.
+
+Pods of filtered-out namespaces and cgroups outside `kubepods` are *ignored*
+(`ignored()`), which is not the same as *unresolved* (an id nobody knows).
 """
 
 from __future__ import annotations
@@ -51,6 +60,19 @@ class ResolverStats:
     grace_expired: int = 0
     grace_evicted: int = 0
     owners_removed: int = 0
+    vanished_lookups: int = 0
+    """resolve() calls answered for a cgroup whose directory was already gone."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Vanished:
+    """A walked cgroup whose directory is gone: what it was, until when it resolves."""
+
+    rel: str
+    parsed: PodCgroup | None
+    container: str | None
+    """Container name at the walk that lost it (the pod's status may forget the id)."""
+    until: float
 
 
 @dataclass(slots=True)
@@ -102,6 +124,9 @@ class KubernetesResolver:
         self._cgroup_uid: dict[str, str] = {}  # cgroup-name UID -> API UID (static pods)
         self._grace: GraceCache[str, _Pod] = GraceCache(grace_seconds, grace_max_entries, clock)
         self._cgroups: dict[int, tuple[str, PodCgroup | None]] = {}
+        self._vanished: dict[int, _Vanished] = {}
+        self._vanish_ttl = grace_seconds
+        self._vanish_max = grace_max_entries
         self._misses: set[int] = set()
         self._removed: list[Owner] = []
         self._dirty = True
@@ -189,10 +214,42 @@ class KubernetesResolver:
             for rel, cid in cgroupfs.walk(self.root):
                 found[cid] = (rel, parse(rel))
             with self._lock:
+                self._keep_vanished_locked(found)
                 self._cgroups = found
                 self._misses.clear()
                 self._last_walk = self._clock()
                 self.stats.walks += 1
+
+    def _keep_vanished_locked(self, found: dict[int, tuple[str, PodCgroup | None]]) -> None:
+        """Remember the ids of the last walk that this walk no longer finds."""
+        now = self._clock()
+        for cid in [c for c, v in self._vanished.items() if v.until <= now or c in found]:
+            del self._vanished[cid]
+        until = now + self._vanish_ttl
+        for cid, (rel, parsed) in self._cgroups.items():
+            if cid in found or cid in self._vanished:
+                continue
+            name = None
+            if parsed is not None and parsed.container_id:
+                pod = self._pod_locked(parsed.pod_uid)
+                if pod is not None:
+                    name = pod.info.containers.get(parsed.container_id)
+            self._vanished[cid] = _Vanished(rel, parsed, name, until)
+        while len(self._vanished) > self._vanish_max:  # oldest first (insertion order)
+            del self._vanished[next(iter(self._vanished))]
+
+    def _entry_locked(
+        self, cgroup_id: int
+    ) -> tuple[PodCgroup | None, str | None] | None:
+        """(parsed path, remembered container name) of a live or recently vanished id."""
+        entry = self._cgroups.get(cgroup_id)
+        if entry is not None:
+            return entry[1], None
+        gone = self._vanished.get(cgroup_id)
+        if gone is None or gone.until <= self._clock():
+            return None
+        self.stats.vanished_lookups += 1
+        return gone.parsed, gone.container
 
     def _pod_locked(self, uid: str) -> _Pod | None:
         uid = self._cgroup_uid.get(uid, uid)
@@ -215,10 +272,10 @@ class KubernetesResolver:
 
     def _lookup_locked(self, cgroup_id: int) -> tuple[str, Owner | None]:
         """('ok'|'ignored'|'unknown', owner)."""
-        entry = self._cgroups.get(cgroup_id)
+        entry = self._entry_locked(cgroup_id)
         if entry is None:
             return "unknown", None
-        parsed = entry[1]
+        parsed, remembered = entry
         if parsed is None:
             return "ignored", None
         pod = self._pod_locked(parsed.pod_uid)
@@ -228,7 +285,7 @@ class KubernetesResolver:
             return "ignored", None
         # pause/sandbox containers and containers without a reported ID yet: the pod's
         name = pod.info.containers.get(parsed.container_id, "") if parsed.container_id else ""
-        return "ok", self._owner_locked(pod, name)
+        return "ok", self._owner_locked(pod, remembered or name)
 
     def _classify(self, cgroup_id: int) -> tuple[str, Owner | None]:
         with self._lock:
@@ -297,6 +354,7 @@ class KubernetesResolver:
                 "grace": len(self._grace),
                 "cgroup_uids": len(self._cgroup_uid),
                 "cgroups": len(self._cgroups),
+                "vanished": len(self._vanished),
                 "misses": len(self._misses),
                 "removed_pending": len(self._removed),
                 "owners": sum(len(p.owners) for p in self._pods.values()),

@@ -97,15 +97,22 @@ def parse_io_stat(data: bytes) -> NestedParsed:
     """`io.stat`: `MAJ:MIN rbytes=.. wbytes=.. rios=.. wios=.. dbytes=.. dios=..`.
 
     Kernels before 4.19 have no dbytes/dios; later ones may add more keys (e.g. the
-    iocost/debug fields). A line with any token that is not `key=uint` is skipped."""
+    iocost/debug fields). A line with any token that is not `key=uint` is skipped.
+
+    A bare `MAJ:MIN` line is well formed: since 5.15 (blk-cgroup stopped buffering the
+    line) the kernel prints the device name before it knows whether there are stats,
+    so a device whose counters are all zero is listed without any. It yields no row
+    and no error."""
     out = NestedParsed()
     for line in lines_of(data):
         parts = line.split()
         if not parts or _DEVNO.fullmatch(parts[0]) is None or parts[0] in out.rows:
             out.malformed += 1
             continue
+        if len(parts) == 1:
+            continue  # a device without stats (all zero)
         pairs = _parse_pairs(parts[1:], decimals_ok=frozenset())
-        if not pairs:  # the kernel prints a device only with its stats: a bare one is cut off
+        if not pairs:
             out.malformed += 1
             continue
         out.rows[parts[0]] = pairs
