@@ -108,6 +108,10 @@ OPTIONS: list[Option] = [
            "per-collector overrides, e.g. syscall=on,net=off"),
     Option("poll_interval", "KPOD_POLL_INTERVAL", "--poll-interval", parse_duration,
            "collection interval (default 30s)"),
+    Option("collector_timeout", "KPOD_COLLECTOR_TIMEOUT", "--collector-timeout", parse_duration,
+           "deadline of one collector's collect call, after which it is counted in "
+           "kpod_collector_timeouts_total and its result folded into a later cycle "
+           "(default 0 = half the poll interval)"),
     Option("port", "KPOD_PORT", "--port", parse_int, "HTTP port for /metrics (default 9090)"),
     Option("address", "KPOD_ADDRESS", "--address", str, "HTTP bind address (default 0.0.0.0)"),
     Option("node_name", "NODE_NAME", "--node-name", str,
@@ -191,6 +195,7 @@ class Settings:
     profile: str = "standard"
     collectors: dict[str, bool] = field(default_factory=dict)
     poll_interval: float = 30.0
+    collector_timeout: float = 0.0
     port: int = 9090
     address: str = "0.0.0.0"
     node_name: str = ""
@@ -223,6 +228,11 @@ class Settings:
                 f"KPOD_POLL_INTERVAL/--poll-interval: {self.poll_interval:g}s is out of range "
                 "(0.1s to 1h)"
             )
+        if self.collector_timeout > self.poll_interval:
+            problems.append(
+                f"KPOD_COLLECTOR_TIMEOUT/--collector-timeout: {self.collector_timeout:g}s is "
+                f"longer than the poll interval ({self.poll_interval:g}s)"
+            )
         if not (0 <= self.port <= 65535):
             problems.append(f"KPOD_PORT/--port: {self.port} is not a TCP port (0-65535)")
         if self.grace_period < 0:
@@ -230,6 +240,11 @@ class Settings:
         if self.grace_max_entries < 1:
             problems.append("KPOD_GRACE_MAX_ENTRIES/--grace-max-entries: must be at least 1")
         return problems
+
+    @property
+    def collector_deadline(self) -> float:
+        """Seconds one collect call may take (KPOD_COLLECTOR_TIMEOUT, or half the interval)."""
+        return self.collector_timeout or self.poll_interval / 2
 
 
 _EXTRA_VALIDATORS: list[Callable[[Settings], list[str]]] = []

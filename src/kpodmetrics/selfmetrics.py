@@ -51,6 +51,17 @@ CGROUP_READ_ERRORS = Family(
     "cgroup or /proc inputs skipped for a cycle (unreadable, vanished, malformed)",
     label_names=("collector",),
 )
+COLLECTOR_TIMEOUTS = Family(
+    "kpod_collector_timeouts_total", FamilyType.COUNTER,
+    "Collect calls that overran their deadline (KPOD_COLLECTOR_TIMEOUT); the call goes on "
+    "in its own thread and its result is folded into the first cycle after it returns",
+    label_names=("collector",),
+)
+LAST_CYCLE_AGE = Family(
+    "kpod_last_cycle_age_seconds", FamilyType.GAUGE,
+    "Seconds since the last collection cycle completed, computed at scrape time "
+    "(alert when it exceeds a few poll intervals)", unit="s",
+)
 UNRESOLVED = Family(
     "kpod_unresolved_samples_total", FamilyType.COUNTER,
     "Kernel samples whose cgroup id matched no known cgroup or pod",
@@ -160,6 +171,7 @@ POD_WATCH_RELISTS = Family(
     "Re-lists after 410 Gone (watch history expired)",
 )
 families.register(MAP_EVICTIONS, IGNORED, POD_WATCH_ERRORS, POD_WATCH_MALFORMED, POD_WATCH_RELISTS)
+families.register(COLLECTOR_TIMEOUTS, LAST_CYCLE_AGE)
 families.register(CYCLE, COLLECTOR_DURATION, COLLECTOR_UP, COLLECTOR_STATUS, COLLECTOR_ERRORS,
                   CGROUP_READ_ERRORS, UNRESOLVED, MAP_ENTRIES, MAP_CAPACITY, MAP_WRITES,
                   MAP_ERRORS)

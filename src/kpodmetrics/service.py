@@ -1,22 +1,29 @@
-"""Start-up, the collection loop and graceful shutdown: one place owns them all.
+"""Start-up, the collection loop and bounded shutdown: one place owns them all.
 
-Start: pick the mode (standalone or Kubernetes), find the cgroup root, start every
-enabled collector in a worker thread (one that cannot start is reported down, the
-rest go on), bind HTTP, run a first collection. Loop: every poll interval, refresh
-the resolver, run collectors concurrently off the event loop, fold samples into the
-store, render the exposition once. Stop: cancel the loop, close collectors (links
-destroyed, objects closed), stop HTTP.
+Start: one `AsyncExitStack` takes each resource as it is set up (the shared worker,
+Kubernetes watch, export pipeline, collectors, BPF stats, HTTP, the loop) and tears
+them down in reverse, whatever failed half-way. Loop: every poll interval, refresh the
+resolver, run each collector as its own asyncio task with its own deadline (the work
+itself on one shared worker thread, see lanes.py), fold samples into the store, render
+the exposition once. A collector that overruns keeps its thread to itself and the
+others go on; its result is folded in the first cycle after it returns. Stop: SIGTERM
+ends the process within `SHUTDOWN_SECONDS` whatever is stuck; BPF links are fds, so
+the kernel releases the programs even on the forced path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import os
 import signal
 import socket
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -30,16 +37,26 @@ from kpodmetrics.collectors.base import (
     CollectorUnavailable,
 )
 from kpodmetrics.config import Settings
+from kpodmetrics.export import promtext
 from kpodmetrics.export.http import Exposition, HttpState, make_app
 from kpodmetrics.export.pipeline import Pipeline
-from kpodmetrics.export.store import ApplyStats, SeriesStore
+from kpodmetrics.export.store import ApplyStats, Series, SeriesStore
 from kpodmetrics.histogram import slot_of
+from kpodmetrics.lanes import Job, Overrun, SharedLane, run_aside
 from kpodmetrics.pods import cgroupfs
 from kpodmetrics.pods.owner import Resolver
 from kpodmetrics.pods.standalone import StandaloneResolver
 from kpodmetrics.samples import HistogramSample, Kind, Sample
 
 _log = logging.getLogger(__name__)
+AnySample = Sample | HistogramSample
+
+SHUTDOWN_SECONDS = 10.0
+"""SIGTERM to process exit, at most (Kubernetes' default grace period is 30 s)."""
+STEP_SECONDS = 3.0
+"""Longest wait for one teardown step that may block (OTLP flush, Kubernetes close)."""
+STALE_INTERVALS = 3
+"""/readyz fails when no cycle (or a collector) completed within this many intervals."""
 
 
 class StartupError(RuntimeError):
@@ -53,6 +70,12 @@ class CollectorSlot:
     reason: str = ""
     last_duration: float = 0.0
     errors: int = 0
+    timeouts: int = 0
+    last_done_at: float = field(default_factory=time.monotonic)
+    """When its last collect call returned (start-up counts as one)."""
+    pending: Job[list[AnySample]] | None = None
+    """A collect call that overran its deadline and has not been folded yet."""
+    pending_ctx: CollectContext | None = None
 
 
 class Agent:
@@ -75,8 +98,12 @@ class Agent:
         self.cycles = 0
         self.first_metrics_at: float | None = None
         self.started_at = time.monotonic()
-        self._runner: web.AppRunner | None = None
-        self._loop_task: asyncio.Task[None] | None = None
+        self.last_cycle_at: float | None = None
+        self.phase = "start-up"
+        """What the current cycle is doing (named by /readyz when it is stuck)."""
+        self.phase_since = self.started_at
+        self.worker = SharedLane()
+        self._stack = contextlib.AsyncExitStack()
         self._stop = asyncio.Event()
         self._cycle_lock = asyncio.Lock()
         self.bound_port: int | None = None
@@ -85,7 +112,16 @@ class Agent:
     # -- start-up ------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Set everything up in order; on any failure, undo what was done, in reverse."""
+        try:
+            await self._start(self._stack)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         s = self.settings
+        stack.callback(self.worker.close)
         try:
             self.cgroup_root = cgroupfs.detect_root(s.cgroup_root or None)
         except cgroupfs.CgroupRootNotFound as exc:
@@ -98,16 +134,22 @@ class Agent:
                 self.kube = await kubernetes.start_kubernetes(s, self.cgroup_root)
             except kubernetes.KubernetesStartError as exc:
                 raise StartupError(str(exc)) from exc
+            stack.push_async_callback(_bounded, "Kubernetes watch close", self.kube.close)
             self.resolver = self.kube.resolver
         else:
             self.resolver = StandaloneResolver(self.cgroup_root, grace_seconds=s.grace_period)
         self.pipeline = Pipeline(self.store, self.node, s)
+        stack.push_async_callback(_bounded_call, "export pipeline shutdown",
+                                  self.pipeline.shutdown)
         await self._start_collectors()
+        stack.push_async_callback(self._close_collectors)
         if s.bpf_stats:
             self.bpf_stats.enable()  # per-program run time; off again when the fd closes
-        await self._start_http()
+        stack.callback(self.bpf_stats.close)
+        await self._start_http(stack)
         await self.collect_once()
-        self._loop_task = asyncio.create_task(self._loop(), name="kpod-collection-loop")
+        loop_task = asyncio.create_task(self._loop(), name="kpod-collection-loop")
+        stack.push_async_callback(_cancel, loop_task)
 
     async def _choose_mode(self) -> str:
         s = self.settings
@@ -143,26 +185,36 @@ class Agent:
                 return CollectorSlot(name, None, f"start failed: {exc!r}")
             return CollectorSlot(name, collector)
 
-        self.slots = list(await asyncio.gather(*(asyncio.to_thread(build, n) for n in names)))
+        # BPF loads are mostly kernel time (verifier): one after another on the worker
+        self.slots = await self.worker.run(lambda: [build(n) for n in names],
+                                           "start collectors")
         self.store.declare(f.name for slot in self.slots if slot.collector is not None
                            for f in slot.collector.families)
         for slot in self.slots:
             if slot.collector is not None:
                 _log.info("collector %s started", slot.name)
 
-    async def _start_http(self) -> None:
+    async def _close_collectors(self) -> None:
+        """Detach and close every collector not held by a stuck call (that one's fds go
+        with the process)."""
+        free = [s for s in self.slots if s.pending is None or s.pending.done()]
+        for slot in self.slots:
+            if slot not in free:
+                _log.warning("collector %s is still stuck in a call: not closed", slot.name)
+        await _bounded_call("closing collectors", lambda: _close_all(free))
+
+    async def _start_http(self, stack: contextlib.AsyncExitStack) -> None:
         state = HttpState(self.exposition, self.is_ready, self.landing_rows,
-                          not_ready_reason=self.not_ready_reason)
+                          not_ready_reason=self.not_ready_reason, live=self.live_lines)
         app = make_app(state)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.address, self.settings.port,
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        stack.push_async_callback(_bounded, "HTTP server stop", runner.cleanup)
+        site = web.TCPSite(runner, self.settings.address, self.settings.port,
                            reuse_address=True)
         try:
             await site.start()
         except OSError as exc:
-            await self._runner.cleanup()
-            self._runner = None
             raise StartupError(
                 f"cannot listen on {self.settings.address}:{self.settings.port}: "
                 f"{exc.strerror or exc}. Is another agent running? Choose another port with "
@@ -193,34 +245,74 @@ class Agent:
             if next_at < time.monotonic():  # fell behind: skip, do not pile up
                 next_at = time.monotonic() + interval
 
+    def _enter(self, phase: str) -> None:
+        self.phase = phase
+        self.phase_since = time.monotonic()
+
     async def collect_once(self) -> None:
-        """One cycle: refresh owners, collect, fold, render."""
+        """One cycle: refresh owners, collect (one task per collector), fold, render."""
         assert self.resolver is not None and self.pipeline is not None
         async with self._cycle_lock:
             t0 = time.monotonic()
             resolver = self.resolver
-            await asyncio.to_thread(resolver.refresh)
+            self._enter("resolver refresh")
+            await self.worker.run(resolver.refresh, "resolver refresh")
             ctx = CollectContext(targets=resolver.targets(), cgroup_root=self.cgroup_root,
                                  proc_root=self.settings.proc_root)
-            live = [s for s in self.slots if s.collector is not None]
-            # one after another in one worker: they are Python-bound, and one thread
-            # each made the GIL convoy cost 2.5-2.9x the CPU (docs/performance.md)
-            results = await asyncio.to_thread(
-                lambda: [self._run_collector(s, ctx) for s in live]
+            self._enter("collectors")
+            results = await asyncio.gather(
+                *(self._collect(s, ctx) for s in self.slots if s.collector is not None)
             )
             samples = [x for r in results for x in r]
-            stats = await asyncio.to_thread(self.store.apply, samples, resolver)
-            await asyncio.to_thread(self._fold_self_metrics, ctx, stats,
-                                    time.monotonic() - t0)
-            body = await asyncio.to_thread(self.pipeline.render)
-            await asyncio.to_thread(self.exposition.set, body)  # gzip off the loop
-            self.pipeline.push()  # OTLP: returns at once; a worker pushes
+            self._enter("store update")
+            stats = await self.worker.run(lambda: self.store.apply(samples, resolver),
+                                          "store update")
+            self._enter("self metrics")
+            await self.worker.run(
+                lambda: self._fold_self_metrics(ctx, stats, time.monotonic() - t0),
+                "self metrics")
+            self._enter("render")
+            pipeline = self.pipeline
+            body = await self.worker.run(pipeline.render, "render")
+            await self.worker.run(lambda: self.exposition.set(body), "gzip")
+            pipeline.push()  # OTLP: returns at once; a worker pushes
             self.cycles += 1
+            self.last_cycle_at = time.monotonic()
+            self._enter("idle")
             if self.first_metrics_at is None:
-                self.first_metrics_at = time.monotonic()
+                self.first_metrics_at = self.last_cycle_at
+
+    async def _collect(self, slot: CollectorSlot, ctx: CollectContext) -> list[AnySample]:
+        """This cycle's samples of one collector, within its deadline.
+
+        A call that overruns keeps going in its own thread; until it returns the
+        collector is not called again, and when it has returned its result is folded
+        in place of a new reading (a BPF read-and-reset must never be thrown away)."""
+        if slot.pending is not None:
+            if not slot.pending.done():
+                return []
+            job, own, slot.pending, slot.pending_ctx = slot.pending, slot.pending_ctx, None, None
+            if own is not None:
+                _merge_errors(ctx, own)
+            return job.result()
+        own = dataclasses.replace(ctx, errors={})
+        deadline = self.settings.collector_deadline
+        job = self.worker.submit(lambda: self._run_collector(slot, own), f"collector {slot.name}")
+        try:
+            out = await self.worker.wait(job, deadline)
+        except Overrun:
+            slot.timeouts += 1
+            slot.pending, slot.pending_ctx = job, own
+            _log.warning("collector %s overran its %.3gs deadline; its result will be folded "
+                         "into the first cycle after it returns", slot.name, deadline)
+            job.add_done_callback(lambda j: _log.warning(
+                "collector %s returned after %.1fs", slot.name, j.running_for()))
+            return []
+        _merge_errors(ctx, own)
+        return out
 
     @staticmethod
-    def _run_collector(slot: CollectorSlot, ctx: CollectContext) -> list[Sample | HistogramSample]:
+    def _run_collector(slot: CollectorSlot, ctx: CollectContext) -> list[AnySample]:
         assert slot.collector is not None
         t0 = time.monotonic()
         try:
@@ -229,7 +321,8 @@ class Agent:
             slot.errors += 1
             _log.exception("collector %s failed this cycle", slot.name)
             out = []
-        slot.last_duration = time.monotonic() - t0
+        slot.last_done_at = time.monotonic()
+        slot.last_duration = slot.last_done_at - t0
         return out
 
     def _fold_self_metrics(self, ctx: CollectContext, stats: ApplyStats, elapsed: float) -> None:
@@ -246,6 +339,8 @@ class Agent:
             out.append(Sample(selfmetrics.COLLECTOR_DURATION.name, 0, slot.last_duration,
                               Kind.GAUGE, lab))
             out.append(Sample(selfmetrics.COLLECTOR_ERRORS.name, 0, float(slot.errors),
+                              Kind.CUMULATIVE, lab, source=slot.name))
+            out.append(Sample(selfmetrics.COLLECTOR_TIMEOUTS.name, 0, float(slot.timeouts),
                               Kind.CUMULATIVE, lab, source=slot.name))
             out.append(Sample(selfmetrics.CGROUP_READ_ERRORS.name, 0,
                               float(ctx.errors.get(slot.name, 0)), Kind.DELTA, lab))
@@ -298,19 +393,49 @@ class Agent:
 
     # -- state for HTTP ----------------------------------------------------------------
 
+    def staleness(self, now: float | None = None) -> str:
+        """Why the exposition is stale ("" when it is not): no cycle completed within
+        STALE_INTERVALS intervals (naming the step or collector it is stuck in), or a
+        collector whose call has not returned for that long."""
+        now = time.monotonic() if now is None else now
+        limit = STALE_INTERVALS * self.settings.poll_interval
+        since = self.last_cycle_at if self.last_cycle_at is not None else self.started_at
+        stuck = [(s.name, s.pending.running_for(now)) for s in self.slots
+                 if s.pending is not None and not s.pending.done()
+                 and now - s.last_done_at > limit]
+        named = ", ".join(f"collector {n} stuck for {t:.0f}s" for n, t in stuck)
+        if now - since > limit:
+            where = f"{self.phase} for {now - self.phase_since:.0f}s"
+            return (f"no collection cycle completed for {now - since:.0f}s "
+                    f"(> {STALE_INTERVALS} intervals); in {where}" + (f"; {named}" if named else ""))
+        return named
+
     def is_ready(self) -> bool:
-        if self.cycles == 0:
+        if self.cycles == 0 or self.staleness():
             return False
         return bool(self.kube is None or self.kube.ready)
 
     def not_ready_reason(self) -> str:
         if self.cycles == 0:
             return "first collection not done"
-        return "pod list not synced with the Kubernetes API yet"
+        return self.staleness() or "pod list not synced with the Kubernetes API yet"
+
+    def live_lines(self) -> bytes:
+        """kpod_last_cycle_age_seconds, computed per scrape (a cached body cannot age)."""
+        if self.last_cycle_at is None:
+            return b""
+        age = time.monotonic() - self.last_cycle_at
+        row = Series(labels=(("node", self.node),), owner_key="", start_ns=0, value=age)
+        return promtext.render([(selfmetrics.LAST_CYCLE_AGE, [row])])
 
     def landing_rows(self) -> list[tuple[str, str, str]]:
-        return [(s.name, "up" if s.collector is not None else "down", s.reason)
-                for s in self.slots]
+        rows = []
+        for s in self.slots:
+            state = "up" if s.collector is not None else "down"
+            if s.pending is not None and not s.pending.done():
+                state = f"stuck for {s.pending.running_for():.0f}s"
+            rows.append((s.name, state, s.reason))
+        return rows
 
     # -- shutdown ----------------------------------------------------------------------
 
@@ -321,32 +446,49 @@ class Agent:
         await self._stop.wait()
 
     async def stop(self) -> None:
+        """Tear down in reverse order of start-up (idempotent); never waits on a stuck call."""
         self._stop.set()
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._loop_task
-            self._loop_task = None
-        async with self._cycle_lock:
-            await asyncio.gather(*(asyncio.to_thread(_close, s) for s in self.slots))
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self.kube is not None:
-            await self.kube.close()
-            self.kube = None
-        if self.pipeline is not None:
-            self.pipeline.shutdown()
-            self.pipeline = None
-        self.bpf_stats.close()
+        await self._stack.aclose()
 
 
-def _close(slot: CollectorSlot) -> None:
-    if slot.collector is not None:
-        try:
-            slot.collector.close()
-        except Exception:
-            _log.exception("closing collector %s", slot.name)
+def _merge_errors(into: CollectContext, own: CollectContext) -> None:
+    for name, n in own.errors.items():
+        into.count_error(name, n)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
+async def _bounded(what: str, fn: Callable[[], Awaitable[Any]]) -> None:
+    """An async teardown step, given STEP_SECONDS at most."""
+    try:
+        await asyncio.wait_for(fn(), STEP_SECONDS)
+    except TimeoutError:
+        _log.warning("%s took longer than %gs: left behind", what, STEP_SECONDS)
+    except Exception:
+        _log.exception("%s failed", what)
+
+
+async def _bounded_call(what: str, fn: Callable[[], Any]) -> None:
+    """A blocking teardown step on a thread of its own, given STEP_SECONDS at most."""
+    try:
+        await run_aside(fn, what, STEP_SECONDS)
+    except TimeoutError:
+        _log.warning("%s took longer than %gs: left behind", what, STEP_SECONDS)
+    except Exception:
+        _log.exception("%s failed", what)
+
+
+def _close_all(slots: list[CollectorSlot]) -> None:
+    for slot in slots:
+        if slot.collector is not None:
+            try:
+                slot.collector.close()
+            except Exception:
+                _log.exception("closing collector %s", slot.name)
 
 
 def _short(reason: str, limit: int = 200) -> str:
@@ -354,17 +496,47 @@ def _short(reason: str, limit: int = 200) -> str:
     return reason if len(reason) <= limit else reason[: limit - 1] + "…"
 
 
+def _arm_exit_watchdog(seconds: float) -> None:
+    """After SIGTERM, end the process in `seconds` whatever still runs: a thread stuck in
+    the kernel cannot be joined, and the interpreter would wait for it at exit. Exit
+    releases every fd, so BPF links and programs go too."""
+
+    def fire() -> None:
+        _log.error("shutdown did not finish within %gs: exiting now", seconds)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+
+
 async def run(settings: Settings) -> None:
-    """Run until SIGTERM/SIGINT; always clean up."""
+    """Run until SIGTERM/SIGINT, then stop within SHUTDOWN_SECONDS; always clean up."""
     agent = Agent(settings)
     loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+
+    def on_signal() -> None:
+        if not stopping.is_set():
+            stopping.set()
+            _arm_exit_watchdog(SHUTDOWN_SECONDS - 0.5)
+        agent.request_stop()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, agent.request_stop)
+        loop.add_signal_handler(sig, on_signal)
     try:
-        await agent.start()
-        _log.info("kpod-metrics running (mode=%s, profile=%s, node=%s, cgroup root=%s)",
-                  agent.mode, settings.profile, agent.node, agent.cgroup_root)
-        await agent.wait_stopped()
+        starting = asyncio.create_task(agent.start(), name="kpod-start-up")
+        waiting = asyncio.create_task(stopping.wait())
+        await asyncio.wait([starting, waiting], return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()  # a start-up error ends here (StartupError: exit 1)
+            _log.info("kpod-metrics running (mode=%s, profile=%s, node=%s, cgroup root=%s)",
+                      agent.mode, settings.profile, agent.node, agent.cgroup_root)
+            await stopping.wait()
+        else:
+            await _cancel(starting)  # SIGTERM during start-up
+        waiting.cancel()
         _log.info("stopping")
     finally:
         await agent.stop()

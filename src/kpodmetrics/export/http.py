@@ -2,9 +2,12 @@
 
 A scrape never touches the kernel, the store or the SDK: it serves the bytes rendered
 after the last collection (gzip-compressed once per cycle, on first request for it),
-so ten concurrent scrapers cost what one does. Only GET and HEAD exist (405 for other
-methods on known paths, 404 for unknown paths); requests carrying a body or oversized
-headers are refused before any work is done.
+so ten concurrent scrapers cost what one does. The one exception is a few bytes computed
+at scrape time (`HttpState.live`, e.g. the age of the last cycle, which a cached body
+could never show growing); they are appended to the cached bytes, and to its gzip as a
+second gzip member (RFC 1952 allows several; decoders read them as one stream).
+Only GET and HEAD exist (405 for other methods on known paths, 404 for unknown paths);
+requests carrying a body or oversized headers are refused before any work is done.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ class HttpState:
     landing: Callable[[], list[tuple[str, str, str]]]
     """(collector, state, reason) rows for the landing page."""
     not_ready_reason: Callable[[], str] = lambda: "first collection not done"
+    live: Callable[[], bytes] = lambda: b""
+    """Exposition lines computed per scrape, appended after the cached body."""
 
 
 def accepts_gzip(header: str) -> bool:
@@ -94,11 +99,14 @@ def make_app(state: HttpState) -> web.Application:
         exp = state.exposition
         headers = {"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding",
                    "Cache-Control": "no-store"}
+        live = state.live()
         if accepts_gzip(request.headers.get("Accept-Encoding", "")):
             headers["Content-Encoding"] = "gzip"
             body = exp.gzipped()
+            if live:
+                body += gzip.compress(live, compresslevel=1)
         else:
-            body = exp.body
+            body = exp.body + live
         return web.Response(body=body, headers=headers)
 
     async def healthz(request: web.Request) -> web.StreamResponse:
