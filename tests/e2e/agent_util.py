@@ -15,6 +15,11 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.bpf_owned import Tracker, still_loaded
+
+_OWNED: set[int] = set()
+"""Programs held by agents these helpers started (others' agents may run meanwhile)."""
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -65,6 +70,7 @@ def run_agent(*args: str, env: dict[str, str] | None = None) -> Iterator[AgentPr
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env,
     )
     agent = AgentProc(proc, port)
+    tracker = Tracker(proc.pid)
     try:
         agent.wait_ready()
         yield agent
@@ -76,14 +82,10 @@ def run_agent(*args: str, env: dict[str, str] | None = None) -> Iterator[AgentPr
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        _OWNED.update(tracker.stop())
 
 
 def loaded_kpod_programs(settle: float = 3.0) -> list[str]:
-    """Our programs still loaded, after letting deferred frees (RCU) finish."""
-    deadline = time.monotonic() + settle
-    while True:
-        out = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True).stdout
-        left = [line for line in out.splitlines() if " name kpod_" in line]
-        if not left or time.monotonic() >= deadline:
-            return left
-        time.sleep(0.1)
+    """Programs of the agents started by run_agent still loaded, after letting deferred
+    frees (RCU) finish. Only their own: other agents on the machine are not ours."""
+    return [f"prog id {i}" for i in still_loaded(set(_OWNED), settle)]

@@ -1,0 +1,66 @@
+"""BPF programs owned by one process, from its fds (bpftool cannot list owner pids here).
+
+Other agents (other tests, other helpers on a shared machine) load programs with the
+same names at the same time, so "no kpod program is loaded" must be asked only about
+the programs a given process held: their ids are read from /proc/<pid>/fdinfo (a
+program fd shows `prog_id:`, a link fd shows the `prog_id:` of its program).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+
+
+def prog_ids(pid: int) -> set[int]:
+    """Ids of the BPF programs the process holds through program or link fds now."""
+    out: set[int] = set()
+    base = f"/proc/{pid}/fdinfo"
+    try:
+        fds = os.listdir(base)
+    except OSError:
+        return out
+    for fd in fds:
+        try:
+            with open(os.path.join(base, fd)) as fh:
+                text = fh.read()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("prog_id:"):
+                out.add(int(line.split()[1]))
+    return out
+
+
+def still_loaded(ids: set[int], settle: float = 3.0) -> list[int]:
+    """Of `ids`, the programs still loaded after letting deferred frees (RCU) finish."""
+    deadline = time.monotonic() + settle
+    while True:
+        left = [i for i in sorted(ids) if subprocess.run(
+            ["bpftool", "prog", "show", "id", str(i)], capture_output=True).returncode == 0]
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.1)
+
+
+class Tracker:
+    """Polls a running process and remembers every program id it ever held."""
+
+    def __init__(self, pid: int, period: float = 0.1) -> None:
+        self.pid = pid
+        self.ids: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(period,), daemon=True)
+        self._thread.start()
+
+    def _run(self, period: float) -> None:
+        while not self._stop.is_set() and os.path.exists(f"/proc/{self.pid}"):
+            self.ids |= prog_ids(self.pid)
+            self._stop.wait(period)
+
+    def stop(self) -> set[int]:
+        self._stop.set()
+        self._thread.join(5)
+        return self.ids
