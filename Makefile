@@ -13,7 +13,7 @@ BPF_HDR := $(wildcard ebpf/*.h)
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) -I vmlinux/$(ARCH) -I ebpf -Wall -Werror -Wno-unused-function
 APT_RUN := libbpf1 python3-venv
 APT_BUILD := clang llvm libbpf-dev bpftool
-APT_TEST := $(APT_BUILD) libbpf-tools prometheus stress-ng iproute2 nftables linux-perf libseccomp2
+APT_TEST := $(APT_BUILD) libbpf-tools prometheus stress-ng iproute2 nftables linux-perf libseccomp2 tmux
 PORT ?= 9090
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)

@@ -1,4 +1,4 @@
-"""Command line: `kpod-metrics run | probe | version`."""
+"""Command line: `kpod-metrics run | probe | version | why | top`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ def _parser() -> argparse.ArgumentParser:
     probe = sub.add_parser("probe", help="report which BPF programs can load and attach here")
     config.add_arguments(probe)
     sub.add_parser("version", help="print the version")
+    from kpodmetrics.why import cli as why_cli
+
+    why_cli.add_parsers(sub)
     return p
 
 
@@ -29,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "version":
         print(f"kpod-metrics {__version__}")
         return 0
+    if command in ("why", "top"):  # clients of a running agent: no agent configuration
+        from kpodmetrics.why import cli as why_cli
+
+        return why_cli.main(command, args)
     try:
         from kpodmetrics.collectors import registry  # noqa: F401 - registers validators
         settings = config.load(vars(args))
