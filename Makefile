@@ -19,7 +19,7 @@ PORT ?= 9090
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= kpod-metrics:$(VERSION)
 
-.PHONY: image all deps-run deps-test venv venv-dev bpf vmlinux run test test-unit test-kernel test-e2e lint typecheck clean bench bench-quick
+.PHONY: image all deps-run deps-test deps-vm vm-kernels test-kernels kernels-doc venv venv-dev bpf vmlinux run test test-unit test-kernel test-e2e lint typecheck clean bench bench-quick
 
 all: bpf
 
@@ -49,6 +49,15 @@ deps-test:
 	@bash scripts/ensure-apt.sh $(APT_RUN) $(APT_TEST)
 	@bash scripts/ensure-venv.sh $(VENV) dev
 	@bash scripts/ensure-tracefs.sh
+
+## kernel VMs (scripts/vm/): QEMU, virtme-ng, and Debian's kernels fetched through apt
+VM_SUITES ?= bullseye bookworm trixie
+
+deps-vm: deps-test
+	@bash scripts/vm/ensure-deps.sh $(VENV)
+
+vm-kernels: deps-vm
+	@for s in $(VM_SUITES); do bash scripts/vm/fetch-kernel.sh $$s; done
 
 ## run the agent standalone (no Kubernetes needed), metrics on :$(PORT)
 run: deps-run

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create the project venv and install the package (and test extras with `dev`).
+# Create the project venv and install the package (`run`), or it with one of its extras
+# from pyproject.toml (`dev`: tests; `vm`: virtme-ng for the kernel VMs).
 # Re-runs pip only when pyproject.toml changed since the last install.
 set -euo pipefail
 venv=${1:-.venv}
@@ -11,10 +12,10 @@ fi
 stamp="$venv/.kpod-installed-$extra"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$venv/bin/python" -m pip install -q --upgrade pip
-  if [ "$extra" = dev ]; then
-    "$venv/bin/python" -m pip install -q -e ".[dev]"
-  else
+  if [ "$extra" = run ]; then
     "$venv/bin/python" -m pip install -q -e .
+  else
+    "$venv/bin/python" -m pip install -q -e ".[$extra]"
   fi
   touch "$stamp"
 fi
