@@ -4,7 +4,7 @@
 # kernel's modules only that way). The package comes from Debian's archive through apt,
 # with a sources list, lists and cache of its own, so the host's apt state is untouched;
 # it is downloaded (never installed) and unpacked with dpkg-deb. The .deb is cached
-# under $KPOD_KERNEL_CACHE: a rerun with the same package version downloads nothing.
+# under $VM_KERNEL_CACHE: a rerun with the same package version downloads nothing.
 #
 #   scripts/vm/fetch-kernel.sh bullseye|bookworm|trixie
 #
@@ -20,12 +20,12 @@ esac
 here=$(cd "$(dirname "$0")" && pwd)
 bash "$here/../ensure-apt.sh" kmod >&2   # depmod (here) and modprobe (in the VM)
 
-cache=${KPOD_KERNEL_CACHE:-/var/cache/kpod-metrics/kernels}
+cache=${VM_KERNEL_CACHE:-/var/cache/kpod-metrics/kernels}
 dir=$cache/$suite
 mkdir -p "$dir/lists/partial" "$dir/apt-cache/archives/partial" "$dir/debs"
 # apt downloads as _apt when it can write the target directory (no "unsandboxed" warning).
 chown _apt "$dir/debs" "$dir/lists/partial" "$dir/apt-cache/archives/partial" 2>/dev/null || true
-mirror=${KPOD_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+mirror=${VM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $suite main" >"$dir/sources.list"
 apt_opts=(
   -o "Dir::Etc::sourcelist=$dir/sources.list"

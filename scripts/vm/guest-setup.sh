@@ -6,7 +6,7 @@
 #   - the netfilter, veth and block modules loaded up front (autoloading from inside a
 #     network namespace is not reliable);
 #   - the scratch disk (virtio-blk, /dev/vda, ext4 made by run.sh) mounted at
-#     $KPOD_VM_SCRATCH: file-backed major faults and io.stat need a real block device.
+#     $VM_SCRATCH: file-backed major faults and io.stat need a real block device.
 # Prints one "vm:" line with the booted kernel and the enabled controllers, so a log
 # always says where its tests ran.
 set -uo pipefail
@@ -34,7 +34,7 @@ done
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
 ulimit -l unlimited 2>/dev/null || true
 
-scratch=${KPOD_VM_SCRATCH:-}
+scratch=${VM_SCRATCH:-}
 if [ -n "$scratch" ]; then
   for _ in $(seq 1 100); do [ -b /dev/vda ] && break; sleep 0.1; done
   mkdir -p "$scratch"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs INSIDE a matrix VM (scripts/vm/matrix.sh starts it through run.sh): records what
 # the agent sees on this kernel and runs the kernel-dependent tests, results in
-# $KPOD_VM_OUT:
+# $VM_OUT:
 #   kernel.txt    uname -r
 #   probe.json    `kpod-metrics probe --json` (probe.txt: its plain output when --json
 #                 is not there)
@@ -11,7 +11,7 @@
 #   guest-tests.sh [PYTEST ARGS...]   (default selection: scripts/vm/selection.txt)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-out=${KPOD_VM_OUT:?guest-tests.sh runs in a VM started with run.sh --out}
+out=${VM_OUT:?guest-tests.sh runs in a VM started with run.sh --out}
 py=${VENV:-.venv}/bin/python
 uname -r >"$out/kernel.txt"
 

@@ -11,9 +11,9 @@
 # never reach the host, except in --out), and a fresh virtio scratch disk (/dev/vda,
 # ext4) mounted at /var/tmp. scripts/vm/guest-setup.sh makes it a pure cgroup v2 node
 # before CMD runs, from the checkout directory, with CI passed through.
-# Env: KPOD_VM_MEMORY (3G), KPOD_VM_CPUS (2), KPOD_VM_TIMEOUT (seconds, 3600),
-#      KPOD_VM_DISK_MB (1024), KPOD_VM_VERBOSE=1 (kernel console on stderr),
-#      KPOD_VM_ENV (more NAME=VALUE words to pass into the guest).
+# Env: VM_MEMORY (3G), VM_CPUS (2), VM_TIMEOUT (seconds, 3600),
+#      VM_DISK_MB (1024), VM_VERBOSE=1 (kernel console on stderr),
+#      VM_ENV (more NAME=VALUE words to pass into the guest).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -36,37 +36,38 @@ ver=$(bash "$here/fetch-kernel.sh" "$suite" | tail -n1)
 work=$(mktemp -d /var/tmp/kpod-vm.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 disk=$work/scratch.img
-truncate -s "${KPOD_VM_DISK_MB:-1024}M" "$disk"
+truncate -s "${VM_DISK_MB:-1024}M" "$disk"
 mkfs.ext4 -q -F -L kpodscratch "$disk"
 
-# The guest's environment is not the host's: pass what the tests read.
-envs=("CI=${CI:-}" "KPOD_VM_SCRATCH=/var/tmp" "KPOD_VM_SUITE=$suite" "KPOD_VM_KERNEL=$ver"
+# The guest's environment is not the host's: pass what the tests read. (Not KPOD_*: the
+# agent refuses unknown KPOD_ settings.)
+envs=("CI=${CI:-}" "VM_SCRATCH=/var/tmp" "VM_SUITE=$suite" "VM_KERNEL=$ver"
       "PATH=$venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
       "HOME=/root" "LANG=C.UTF-8")
-[ -n "$out" ] && envs+=("KPOD_VM_OUT=$out")
+[ -n "$out" ] && envs+=("VM_OUT=$out")
 # shellcheck disable=SC2206
-[ -n "${KPOD_VM_ENV:-}" ] && envs+=(${KPOD_VM_ENV})
+[ -n "${VM_ENV:-}" ] && envs+=(${VM_ENV})
 cmd=$(printf '%q ' env "${envs[@]}" bash "$here/guest-setup.sh" "$@")
 
 vng_args=(--run "/boot/vmlinuz-$ver" --disable-kvm
-          --memory "${KPOD_VM_MEMORY:-3G}" --cpus "${KPOD_VM_CPUS:-2}"
+          --memory "${VM_MEMORY:-3G}" --cpus "${VM_CPUS:-2}"
           --overlay-rwdir "$root" --cwd "$root"
           --disk "$disk" --name "kpod-$suite")
 if [ -n "$out" ]; then
   mkdir -p "$out"
   vng_args+=(--rwdir "$out")
 fi
-[ "${KPOD_VM_VERBOSE:-}" = 1 ] && vng_args+=(-v)
+[ "${VM_VERBOSE:-}" = 1 ] && vng_args+=(-v)
 
 echo "run.sh: booting $ver ($suite) under TCG" >&2
 # QEMU opens /proc/self/fd/1 and /2 once per guest port; were they regular files (a CI
 # log), each port would write at its own offset over the others: hand it a pipe.
 # The raw-image notice is QEMU's about our scratch disk: expected, dropped.
 set +e
-PATH="$venv/bin:$PATH" timeout --foreground -k 30 "${KPOD_VM_TIMEOUT:-3600}" \
+PATH="$venv/bin:$PATH" timeout --foreground -k 30 "${VM_TIMEOUT:-3600}" \
   vng "${vng_args[@]}" --exec "$cmd" </dev/null 2>&1 \
   | sed -u -e '/Image format was not specified/,+2d'
 rc=${PIPESTATUS[0]}
 set -e
-[ "$rc" -eq 124 ] && echo "run.sh: $suite VM timed out after ${KPOD_VM_TIMEOUT:-3600}s" >&2
+[ "$rc" -eq 124 ] && echo "run.sh: $suite VM timed out after ${VM_TIMEOUT:-3600}s" >&2
 exit "$rc"

@@ -26,8 +26,8 @@ def mounts() -> dict[str, tuple[str, str]]:
 
 
 def test_booted_the_kernel_that_was_asked_for() -> None:
-    assert os.uname().release == os.environ["KPOD_VM_KERNEL"]
-    assert Path("/proc/sys/kernel/osrelease").read_text().strip() == os.environ["KPOD_VM_KERNEL"]
+    assert os.uname().release == os.environ["VM_KERNEL"]
+    assert Path("/proc/sys/kernel/osrelease").read_text().strip() == os.environ["VM_KERNEL"]
 
 
 def test_pure_cgroup_v2_with_controllers_at_the_root() -> None:
@@ -48,7 +48,7 @@ def test_pure_cgroup_v2_with_controllers_at_the_root() -> None:
 
 
 def test_scratch_is_a_real_block_device() -> None:
-    scratch = os.environ["KPOD_VM_SCRATCH"]
+    scratch = os.environ["VM_SCRATCH"]
     fstype, source = mounts()[scratch]
     assert (fstype, source) == ("ext4", "/dev/vda")
     st = os.stat(scratch)
