@@ -249,6 +249,14 @@ def pod_dashboard() -> Json:
         timeseries("CPU throttling", "Seconds per second the pods' cgroups were throttled "
                    "by their CPU limit (cpu.stat throttled_usec).", "s",
                    targets((per_pod("kpod_cpu_throttled_seconds_total"), pod_legend))),
+        timeseries("CPU starvation: waiting vs throttled", "Seconds per second the pods' "
+                   "threads waited for a CPU (run queue) plus the time their cgroup was "
+                   "throttled by its CPU limit: throttled threads are off the run queue, so "
+                   "the run-queue figure alone misses them (kpod-metrics why adds both).", "s",
+                   targets((per_pod("kpod_cpu_runqueue_latency_seconds_sum"),
+                            "waiting " + pod_legend),
+                           (per_pod("kpod_cpu_throttled_seconds_total"),
+                            "throttled " + pod_legend)), stack=True),
         timeseries("CPU pressure", "PSI: share of time some (waiting) or all (stalled) "
                    "tasks of the cgroup were delayed for lack of CPU.", "percentunit",
                    targets((per_pod("kpod_pressure_cpu_waiting_seconds_total"),
@@ -257,8 +265,10 @@ def pod_dashboard() -> Json:
                             "full " + pod_legend))),
         row("Network: TCP"),
         timeseries("TCP retransmits", "Segments retransmitted per second (loss or "
-                   "congestion on the path).", "ops",
-                   targets((per_pod("kpod_net_tcp_retransmits_total"), pod_legend))),
+                   "congestion on the path), by cause (rto: timeout; fast: fast "
+                   "retransmit; tlp: tail-loss probe; syn: SYN/SYN-ACK).", "ops",
+                   targets((f"sum by ({by_pod}, cause) (rate(kpod_net_tcp_retransmits_total"
+                            f"{{{s}}}[{RATE}]))", "{{pod}} {{cause}}"))),
         timeseries("TCP round-trip time", "Smoothed RTT samples of the pods' sockets.", "s",
                    targets(*quantiles("kpod_net_tcp_rtt_seconds", s, by_pod)[1:])),
         timeseries("TCP throughput", "Bytes sent and received per second.", "Bps",
@@ -325,6 +335,18 @@ def pod_dashboard() -> Json:
                             "some " + pod_legend),
                            (per_pod("kpod_pressure_io_stalled_seconds_total"),
                             "full " + pod_legend))),
+        timeseries("Block I/O latency p99", "p99 time from a request's issue to the disk "
+                   "to its completion, per device and operation, charged to the cgroup the "
+                   "block layer charges (the bio's blkcg, not the kworker that issues it).",
+                   "s",
+                   targets((f"histogram_quantile(0.99, sum by (pod, device, op, le) (rate("
+                            f"kpod_disk_io_latency_seconds_bucket{{{s}}}[{RATE}])))",
+                            "{{pod}} {{device}} {{op}}"))),
+        timeseries("Block I/O time", "Seconds per second the pods' block requests were "
+                   "in flight at the disk (sum of latencies; concurrent requests add up).",
+                   "s",
+                   targets((f"sum by (pod, device) (rate(kpod_disk_io_latency_seconds_sum"
+                            f"{{{s}}}[{RATE}]))", "{{pod}} {{device}}"))),
         wide(timeseries("Filesystem usage", "Used share of each mounted volume.",
                         "percentunit",
                         targets((f"max by (pod, mountpoint) (kpod_fs_usage_bytes{{{s}}} / "
