@@ -153,7 +153,8 @@ def test_fs_reports_pod_volume_once_with_statvfs_values(tmp_path: Path) -> None:
     mp = (("mountpoint", "/vol"),)
     assert set(got) == {(f, 1000, mp) for f in (
         "kpod_fs_capacity_bytes", "kpod_fs_usage_bytes", "kpod_fs_available_bytes",
-        "kpod_fs_inodes", "kpod_fs_inodes_free")}
+        "kpod_fs_inodes", "kpod_fs_inodes_free")} | {("kpod_fs_stuck_mounts", 1000, ())}
+    assert got[("kpod_fs_stuck_mounts", 1000, ())] == 0
     assert got[("kpod_fs_capacity_bytes", 1000, mp)] == vfs.f_blocks * vfs.f_frsize
     assert got[("kpod_fs_inodes", 1000, mp)] == vfs.f_files
     # usage moves with other writers on the test machine's disk: within 64 MiB
@@ -169,7 +170,7 @@ def test_fs_skips_when_path_is_not_the_mounted_device(tmp_path: Path) -> None:
     pod = make_pod(tmp_path, "pod", {"ctr-a": "300\n"})
     ctx = ctx_for(k8s_refs(pod, ["ctr-a"]), str(proc))
     got = scalar(fs.FsCollector().collect(ctx))
-    assert {k[2] for k in got} == {(("mountpoint", "/vol"),)}
+    assert {k[2] for k in got} == {(("mountpoint", "/vol"),), ()}
     assert ctx.errors == {"fs": 1}
 
 

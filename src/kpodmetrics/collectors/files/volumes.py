@@ -22,6 +22,11 @@ every node disk could pass for a pod volume.
 A device (major:minor) is reported once per pod under its smallest mountpoint, and
 the statvfs result is used only when the path still is that device (a container
 could swap a parent directory for a symlink; we never report a host path by mistake).
+
+A filesystem whose statvfs does not return (dead NFS server, hung FUSE daemon) holds
+only its own worker thread (support/stuckmounts.py): after `stat_deadline` the device
+is skipped until that call returns, `kpod_fs_stuck_mounts` counts it for each pod
+that has it, and every other volume and pod is measured as usual.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from kpodmetrics.collectors.files.support.collector import FileCollector
 from kpodmetrics.collectors.files.support.files import read_bounded
 from kpodmetrics.collectors.files.support.mountinfo import Mount, parse_mountinfo
 from kpodmetrics.collectors.files.support.procs import host_pid, ns_inode, pids_by_dir
+from kpodmetrics.collectors.files.support.stuckmounts import MountProber, Stuck
 from kpodmetrics.collectors.files.support.targets import PodGroup, pod_groups
 from kpodmetrics.config import Settings
 from kpodmetrics.families import Family, FamilyType
@@ -73,7 +79,13 @@ FAMILIES = families.register(
     Family("kpod_fs_inodes_free", FamilyType.GAUGE,
            "Free inodes of the pod volume's filesystem (statvfs f_ffree).", "",
            ("mountpoint",)),
+    Family("kpod_fs_stuck_mounts", FamilyType.GAUGE,
+           "Volumes of the pod whose statvfs has not returned within its deadline; they "
+           "are skipped (no kpod_fs_* series) until the call returns", ""),
 )
+STAT_DEADLINE_MAX = 1.0
+"""Seconds one statvfs may take before its mount counts as stuck (capped by a quarter
+of the collector's own deadline, so a few stuck mounts still fit in one cycle)."""
 
 
 def _under(path: str, tree: str) -> bool:
@@ -118,9 +130,13 @@ class FsCollector(FileCollector):
     name = NAME
     families = FAMILIES
 
-    def __init__(self, host_pid: int = 1) -> None:
+    def __init__(self, host_pid: int = 1, stat_deadline: float = STAT_DEADLINE_MAX) -> None:
         self.host_pid = host_pid
         """A process in the host's mount namespace (init of the host procfs by default)."""
+        self.prober = MountProber(stat_deadline)
+
+    def close(self) -> None:
+        self.prober.close()
 
     def collect(self, ctx: CollectContext) -> Iterable[Sample | HistogramSample]:
         host = self._host(ctx)
@@ -132,8 +148,16 @@ class FsCollector(FileCollector):
         for group in pod_groups(ctx.targets):
             excluded = host.node_wide if is_kubernetes(group.anchor) else host.all_devices
             volumes = self._volumes(ctx, group, known, done_ns, excluded)
+            if not volumes:
+                continue
+            cid = group.anchor.cgroup_id
+            stuck = 0
             for dev, (mountpoint, pid) in sorted(volumes.items()):
-                out.extend(self._measure(ctx, group.anchor.cgroup_id, pid, mountpoint, dev))
+                try:
+                    out.extend(self._measure(ctx, cid, pid, mountpoint, dev))
+                except Stuck:
+                    stuck += 1
+            out.append(Sample("kpod_fs_stuck_mounts", cid, float(stuck), Kind.GAUGE))
         return out
 
     def _host(self, ctx: CollectContext) -> _Host | None:
@@ -194,15 +218,14 @@ class FsCollector(FileCollector):
     ) -> list[Sample]:
         path = os.path.join(ctx.proc_root, str(pid), "root") + mountpoint
         try:
-            st = os.stat(path)
-            vfs = os.statvfs(path)
-            after = os.stat(path)
+            r = self.prober.measure(path, dev, mountpoint)
         except OSError:
             ctx.count_error(self.name)
             return []
-        if (os.major(st.st_dev), os.minor(st.st_dev)) != dev or st.st_dev != after.st_dev:
+        if (os.major(r.st_dev), os.minor(r.st_dev)) != dev or r.st_dev != r.after_dev:
             ctx.count_error(self.name)
             return []
+        vfs = r.vfs
         frsize = vfs.f_frsize or vfs.f_bsize
         labels = (("mountpoint", mountpoint),)
         values = (
@@ -216,4 +239,5 @@ class FsCollector(FileCollector):
 
 
 def create(settings: Settings) -> FsCollector:
-    return FsCollector(host_pid=host_pid(settings.host_pid, settings.proc_root))
+    return FsCollector(host_pid=host_pid(settings.host_pid, settings.proc_root),
+                       stat_deadline=min(STAT_DEADLINE_MAX, settings.collector_deadline / 4))
