@@ -39,4 +39,78 @@ static __always_inline struct gendisk *kpod_rq_disk(struct request *rq)
 
 /* ---- end of bio ---- */
 
+/* ---- net (ebpf/net.bpf.c) ---- */
+
+/*
+ * The socket's owner. Since 5.15, commit 8520e224f547 ("bpf, cgroups: Fix cgroup v2
+ * fallback on v1/v2 mixed mode"), sock_cgroup_data holds `struct cgroup *cgroup`.
+ * Before it (5.10) it was a union whose `val` held the cgroup pointer, or, with bit 0
+ * (is_data: net_prio/net_cls data instead of a pointer) or bit 1 (no_refcnt, set when
+ * cgroup v2 socket accounting was switched off for new sockets) set, no owner at all;
+ * the kernel's own sock_cgroup_ptr() then answers the root cgroup. Both cases are
+ * "owner unknown" here (0), and the socket is skipped.
+ */
+struct sock_cgroup_data___pre515 {
+	__u64 val;
+} __attribute__((preserve_access_index));
+
+/* `raw`: read every pointer through bpf_probe_read (raw_tp, kprobe); otherwise the
+ * socket is a BTF pointer and the new layout is read with direct loads. */
+static __always_inline __u64 kpod_sk_cgroup_id(const struct sock *sk, const bool raw)
+{
+	__u64 val;
+
+	if (bpf_core_field_exists(sk->sk_cgrp_data.cgroup)) {
+		if (raw)
+			return BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
+		return sk->sk_cgrp_data.cgroup->kn->id;
+	}
+	val = BPF_CORE_READ((struct sock_cgroup_data___pre515 *)&sk->sk_cgrp_data, val);
+	if (!val || (val & 3))
+		return 0;
+	return BPF_CORE_READ((struct cgroup *)val, kn, id);
+}
+
+/*
+ * tcp_retransmit_skb got a third argument, `int err`, in 6.13 (the tracepoint moved to
+ * the end of __tcp_retransmit_skb's error paths too, so it now also fires for attempts
+ * that failed, some before RetransSegs is touched). Before 6.13 it fires on success
+ * only, with two arguments, and reading ctx[2] would be refused (tp_btf) or read past
+ * the arguments (raw_tp). The `err` field of the trace event record appeared in the
+ * same commit and tells the two shapes apart at load time.
+ */
+static __always_inline bool kpod_retransmit_has_err(void)
+{
+	return bpf_core_field_exists(struct trace_event_raw_tcp_retransmit_skb, err);
+}
+
+/*
+ * Socket-local storage (BPF_MAP_TYPE_SK_STORAGE) is usable from tracing programs
+ * (fentry/fexit, tp_btf) only since 5.11, commit 8e4597c627fb ("bpf: Allow using
+ * bpf_sk_storage in FENTRY/FEXIT/RAW_TP"); 5.10's verifier does not know the helper
+ * there ("unknown func bpf_sk_storage_get", EINVAL, measured on Debian 11) and raw_tp
+ * programs never got it. The connection-state variants for those kernels mark counted
+ * sockets in an LRU hash keyed by the socket's address instead (tcp_opened_hash).
+ */
+
+/*
+ * TCP bytes before 6.3, which added the sock_send_length/sock_recv_length tracepoints
+ * ("net: add sock_send_length and sock_recv_length tracepoints", 6.3-rc1): the
+ * fentry variant hooks the address-family handlers those tracepoints wrap,
+ * inet_sendmsg/inet6_sendmsg(sock, msg, size) and inet_recvmsg/inet6_recvmsg(sock,
+ * msg, size, flags), whose return value is the bytes moved, exactly as the tracepoints
+ * report it. Their prototypes are the same from 5.10 to 6.18 (checked in the BTF of
+ * Debian's 5.10, 6.1 and 6.12). Until 6.5 ("sock: Remove ->sendpage*() in favour
+ * of sendmsg(MSG_SPLICE_PAGES)", 6.5-rc1), sendfile and splice to a
+ * socket bypassed sendmsg through inet_sendpage(sock, page, offset, size, flags), so the
+ * fentry variant for older kernels hooks that too (the 6.3/6.4 tracepoints miss it).
+ */
+
+/*
+ * Histogram programs on 6.1 (tcp_probe): refused with EACCES until kpod_hist_add()
+ * bounded the slot on the indexing register; see the shared-helpers block.
+ */
+
+/* ---- end of net ---- */
+
 #endif

@@ -8,9 +8,18 @@
  * the socket was created; accepted sockets inherit the listener's), never to
  * bpf_get_current_cgroup_id().
  *
- * All hooks are tp_btf tracepoints. Each one feeds its own metrics, so a kernel
- * without one (sock_send_length and sock_recv_length appeared in 6.3) loses only
- * those; the loader disables that program alone and reports why.
+ * Variants (collectors/ebpf/tcp.py declares them; the loader attaches exactly one per
+ * signal, the first that loads and attaches):
+ *   send         tp_btf sock_send_length (6.3+) | fentry: fexit on inet_sendmsg,
+ *                inet6_sendmsg and inet_sendpage (before 6.5) | fentry without sendpage
+ *   recv         tp_btf sock_recv_length (6.3+) | fentry: fexit on inet_recvmsg, inet6_recvmsg
+ *   retransmits  tp_btf tcp_retransmit_skb + tcp_retransmit_synack | raw_tp of both
+ *   state        tp_btf inet_sock_set_state, marks in socket storage (5.11+) |
+ *                tp_btf with marks in an LRU hash (5.10) | raw_tp with the hash
+ *   rtt          tp_btf tcp_probe | tp_btf reading through bpf_probe_read | raw_tp
+ * One always-inlined body serves each signal; `raw` is a compile-time constant of each
+ * copy, so BTF programs keep their direct loads and raw_tp ones read every pointer
+ * through bpf_probe_read. Kernel quirks behind the variants: core_fixes.bpf.h, net.
  *
  * Per-event work on the hot hooks (send/recv per call, tcp_probe per received
  * segment) is: a few direct BTF loads, one hash lookup, one to three atomic adds.
@@ -20,10 +29,11 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "kpod_bpf.h"
+#include "core_fixes.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define KPOD_MSG_PEEK 2
+#define KPOD_MSG_PEEK 0x2
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -49,29 +59,22 @@ struct {
 	__type(value, __u8);
 } tcp_opened SEC(".maps");
 
+/* The same marks where socket storage is not usable (5.10; raw_tp): keyed by the
+ * socket's address, deleted when the socket closes. Preallocated (5.10 refuses
+ * run-time allocated hashes in raw_tp programs); LRU so that it never refuses a mark:
+ * an evicted mark makes its close not take the connection back, and userspace clamps. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, __u8);
+} tcp_opened_hash SEC(".maps");
+
 static const struct kpod_tcp_stats zero_stats;
 
-/* Before 5.15 sock_cgroup_data was a union whose `val` held the cgroup pointer
- * (bit 0 set: classid/prioidx mode, owner unknown). */
-struct sock_cgroup_data___old {
-	__u64 val;
-};
-
-/* cgroup v2 id of the socket's owner; 0 when unknown. */
-static __always_inline __u64 sk_cgroup_id(const struct sock *sk)
+static __always_inline struct kpod_tcp_stats *stats_of(const struct sock *sk, const bool raw)
 {
-	if (bpf_core_field_exists(sk->sk_cgrp_data.cgroup))
-		return sk->sk_cgrp_data.cgroup->kn->id;
-
-	__u64 val = BPF_CORE_READ((struct sock_cgroup_data___old *)&sk->sk_cgrp_data, val);
-	if (!val || (val & 1))
-		return 0;
-	return BPF_CORE_READ((struct cgroup *)val, kn, id);
-}
-
-static __always_inline struct kpod_tcp_stats *stats_of(const struct sock *sk)
-{
-	__u64 cg = sk_cgroup_id(sk);
+	__u64 cg = kpod_sk_cgroup_id(sk, raw);
 
 	if (!cg)
 		return 0;
@@ -80,138 +83,278 @@ static __always_inline struct kpod_tcp_stats *stats_of(const struct sock *sk)
 }
 
 /* A TCP socket (not a raw socket with protocol 6, not MPTCP's user-facing socket). */
-static __always_inline bool is_tcp(const struct sock *sk)
+static __always_inline bool is_tcp(const struct sock *sk, const bool raw)
 {
+	if (raw)
+		return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP &&
+		       BPF_CORE_READ(sk, sk_type) == SOCK_STREAM;
 	return sk->sk_protocol == IPPROTO_TCP && sk->sk_type == SOCK_STREAM;
+}
+
+/* ---- bytes ------------------------------------------------------------------------ */
+
+static __always_inline void count_sent(const struct sock *sk, long ret)
+{
+	struct kpod_tcp_stats *st;
+
+	if (ret <= 0 || !sk || !is_tcp(sk, false))
+		return;
+	st = stats_of(sk, false);
+	if (st)
+		__sync_fetch_and_add(&st->sent_bytes, (__u64)ret);
+}
+
+static __always_inline void count_received(const struct sock *sk, long ret, int flags)
+{
+	struct kpod_tcp_stats *st;
+
+	/* MSG_PEEK leaves the data queued: it is counted when really read */
+	if (ret <= 0 || (flags & KPOD_MSG_PEEK) || !sk || !is_tcp(sk, false))
+		return;
+	st = stats_of(sk, false);
+	if (st)
+		__sync_fetch_and_add(&st->received_bytes, (__u64)ret);
 }
 
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(kpod_tcp_send, struct sock *sk, int ret, int flags)
 {
-	struct kpod_tcp_stats *st;
-
-	if (ret <= 0 || !is_tcp(sk))
-		return 0;
-	st = stats_of(sk);
-	if (st)
-		__sync_fetch_and_add(&st->sent_bytes, (__u64)ret);
+	count_sent(sk, ret);
 	return 0;
 }
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(kpod_tcp_recv, struct sock *sk, int ret, int flags)
 {
-	struct kpod_tcp_stats *st;
-
-	/* MSG_PEEK leaves the data queued: it is counted when really read */
-	if (ret <= 0 || (flags & KPOD_MSG_PEEK) || !is_tcp(sk))
-		return 0;
-	st = stats_of(sk);
-	if (st)
-		__sync_fetch_and_add(&st->received_bytes, (__u64)ret);
+	count_received(sk, ret, flags);
 	return 0;
 }
 
+/* fentry variant (before 6.3): the address-family handlers the tracepoints wrap. */
+SEC("fexit/inet_sendmsg")
+int BPF_PROG(kpod_tcp_send_fexit, struct socket *sock, struct msghdr *msg, size_t size, int ret)
+{
+	count_sent(sock->sk, ret);
+	return 0;
+}
+
+SEC("fexit/inet6_sendmsg")
+int BPF_PROG(kpod_tcp_send6_fexit, struct socket *sock, struct msghdr *msg, size_t size, int ret)
+{
+	count_sent(sock->sk, ret);
+	return 0;
+}
+
+SEC("fexit/inet_sendpage")
+int BPF_PROG(kpod_tcp_sendpage_fexit, struct socket *sock, struct page *page, int offset,
+	     size_t size, int flags, long ret)
+{
+	count_sent(sock->sk, ret);
+	return 0;
+}
+
+SEC("fexit/inet_recvmsg")
+int BPF_PROG(kpod_tcp_recv_fexit, struct socket *sock, struct msghdr *msg, size_t size,
+	     int flags, int ret)
+{
+	count_received(sock->sk, ret, flags);
+	return 0;
+}
+
+SEC("fexit/inet6_recvmsg")
+int BPF_PROG(kpod_tcp_recv6_fexit, struct socket *sock, struct msghdr *msg, size_t size,
+	     int flags, int ret)
+{
+	count_received(sock->sk, ret, flags);
+	return 0;
+}
+
+/* ---- retransmits ------------------------------------------------------------------ */
+
 /*
  * One event per retransmitted skb; RetransSegs adds tcp_skb_pcount(skb) segments for
- * it, so do we. Since 6.13 the tracepoint carries `err` and fires for failed attempts
- * as well (some of them before RetransSegs is touched): count successful ones only.
- * Older kernels fire on success only and have no third argument; the `err` field of
- * the trace event record tells the two apart at load time.
+ * it, so do we. Since 6.13 the tracepoint also fires for failed attempts: count
+ * successful ones only (core_fixes.bpf.h).
  */
-SEC("tp_btf/tcp_retransmit_skb")
-int kpod_tcp_retrans(__u64 *ctx)
+static __always_inline void on_retransmit(const struct sock *sk, const struct sk_buff *skb,
+					  int err, const bool raw)
 {
-	const struct sock *sk = (const struct sock *)ctx[0];
-	const struct sk_buff *skb = (const struct sk_buff *)ctx[1];
 	struct kpod_tcp_stats *st;
 	struct tcp_skb_cb *cb;
 	__u16 segs;
 
-	if (bpf_core_field_exists(struct trace_event_raw_tcp_retransmit_skb, err)) {
-		int err = (int)ctx[2];
-
-		if (err)
-			return 0;
-	}
-	cb = (struct tcp_skb_cb *)skb->cb;
+	if (err)
+		return;
+	cb = (struct tcp_skb_cb *)&skb->cb[0];
 	segs = BPF_CORE_READ(cb, tcp_gso_segs);
-	st = stats_of(sk);
+	st = stats_of(sk, raw);
 	if (st)
 		__sync_fetch_and_add(&st->retrans_segs, segs > 1 ? segs : 1);
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int kpod_tcp_retrans(__u64 *ctx)
+{
+	int err = kpod_retransmit_has_err() ? (int)ctx[2] : 0;
+
+	on_retransmit((const struct sock *)ctx[0], (const struct sk_buff *)ctx[1], err, false);
+	return 0;
+}
+
+SEC("raw_tp/tcp_retransmit_skb")
+int kpod_tcp_retrans_raw(__u64 *ctx)
+{
+	int err = kpod_retransmit_has_err() ? (int)ctx[2] : 0;
+
+	on_retransmit((const struct sock *)ctx[0], (const struct sk_buff *)ctx[1], err, true);
 	return 0;
 }
 
 /* SYN-ACK retransmits (counted in RetransSegs) come through here, on the listener. */
-SEC("tp_btf/tcp_retransmit_synack")
-int BPF_PROG(kpod_tcp_synack, const struct sock *sk, const struct request_sock *req)
+static __always_inline void on_synack(const struct sock *sk, const bool raw)
 {
-	struct kpod_tcp_stats *st = stats_of(sk);
+	struct kpod_tcp_stats *st = stats_of(sk, raw);
 
 	if (st)
 		__sync_fetch_and_add(&st->retrans_segs, 1);
+}
+
+SEC("tp_btf/tcp_retransmit_synack")
+int BPF_PROG(kpod_tcp_synack, const struct sock *sk, const struct request_sock *req)
+{
+	on_synack(sk, false);
 	return 0;
+}
+
+SEC("raw_tp/tcp_retransmit_synack")
+int BPF_PROG(kpod_tcp_synack_raw, const struct sock *sk, const struct request_sock *req)
+{
+	on_synack(sk, true);
+	return 0;
+}
+
+/* ---- connection life cycle -------------------------------------------------------- */
+
+/* Mark a socket whose open was counted; true when the mark is held. */
+static __always_inline bool mark_opened(const struct sock *sk, const bool storage)
+{
+	__u64 key = (__u64)sk;
+	__u8 one = 1;
+
+	if (storage)
+		return bpf_sk_storage_get(&tcp_opened, (void *)sk, 0, BPF_SK_STORAGE_GET_F_CREATE) != 0;
+	return bpf_map_update_elem(&tcp_opened_hash, &key, &one, BPF_ANY) == 0;
+}
+
+/* Take a socket's mark away; true when it had one. */
+static __always_inline bool unmark_opened(const struct sock *sk, const bool storage)
+{
+	__u64 key = (__u64)sk;
+
+	if (storage) {
+		if (!bpf_sk_storage_get(&tcp_opened, (void *)sk, 0, 0))
+			return false;
+		bpf_sk_storage_delete(&tcp_opened, (void *)sk);
+		return true;
+	}
+	return bpf_map_delete_elem(&tcp_opened_hash, &key) == 0;
+}
+
+static __always_inline void on_state(const struct sock *sk, int oldstate, int newstate,
+				     const bool raw, const bool storage)
+{
+	struct kpod_tcp_stats *st;
+	__u16 proto = raw ? BPF_CORE_READ(sk, sk_protocol) : sk->sk_protocol;
+
+	if (proto != IPPROTO_TCP)
+		return;
+	if (newstate == TCP_ESTABLISHED) {
+		if (oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV)
+			return;
+		st = stats_of(sk, raw);
+		if (!st)
+			return;
+		if (oldstate == TCP_SYN_SENT)
+			__sync_fetch_and_add(&st->opened_active, 1);
+		else
+			__sync_fetch_and_add(&st->opened_passive, 1);
+		if (mark_opened(sk, storage))
+			__sync_fetch_and_add(&st->active_delta, 1);
+		return;
+	}
+	if (newstate != TCP_CLOSE)
+		return;
+	/* LISTEN -> CLOSE is a listener going away; CLOSE -> CLOSE a repeated close */
+	if (oldstate == TCP_LISTEN || oldstate == TCP_CLOSE)
+		return;
+	st = stats_of(sk, raw);
+	if (!st)
+		return;
+	if (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV) {
+		__sync_fetch_and_add(&st->failed, 1);
+		return;
+	}
+	__sync_fetch_and_add(&st->closed, 1);
+	if (unmark_opened(sk, storage))
+		__sync_fetch_and_add(&st->active_delta, (__u64)-1);
 }
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(kpod_tcp_state, const struct sock *sk, const int oldstate, const int newstate)
 {
-	struct kpod_tcp_stats *st;
-	__u8 *mark;
-
-	if (sk->sk_protocol != IPPROTO_TCP)
-		return 0;
-	if (newstate == TCP_ESTABLISHED) {
-		if (oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV)
-			return 0;
-		st = stats_of(sk);
-		if (!st)
-			return 0;
-		if (oldstate == TCP_SYN_SENT)
-			__sync_fetch_and_add(&st->opened_active, 1);
-		else
-			__sync_fetch_and_add(&st->opened_passive, 1);
-		mark = bpf_sk_storage_get(&tcp_opened, (void *)sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (mark)
-			__sync_fetch_and_add(&st->active_delta, 1);
-		return 0;
-	}
-	if (newstate != TCP_CLOSE)
-		return 0;
-	/* LISTEN -> CLOSE is a listener going away; CLOSE -> CLOSE a repeated close */
-	if (oldstate == TCP_LISTEN || oldstate == TCP_CLOSE)
-		return 0;
-	st = stats_of(sk);
-	if (!st)
-		return 0;
-	if (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV) {
-		__sync_fetch_and_add(&st->failed, 1);
-		return 0;
-	}
-	__sync_fetch_and_add(&st->closed, 1);
-	mark = bpf_sk_storage_get(&tcp_opened, (void *)sk, 0, 0);
-	if (mark) {
-		__sync_fetch_and_add(&st->active_delta, (__u64)-1);
-		bpf_sk_storage_delete(&tcp_opened, (void *)sk);
-	}
+	on_state(sk, oldstate, newstate, false, true);
 	return 0;
 }
 
-/* Fires for every segment received on an established socket: sample its srtt. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(kpod_tcp_state_hash, const struct sock *sk, const int oldstate, const int newstate)
+{
+	on_state(sk, oldstate, newstate, false, false);
+	return 0;
+}
+
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(kpod_tcp_state_raw, const struct sock *sk, const int oldstate, const int newstate)
+{
+	on_state(sk, oldstate, newstate, true, false);
+	return 0;
+}
+
+/* ---- RTT -------------------------------------------------------------------------- */
+
+static __always_inline void rtt_sample(const struct sock *sk, __u32 srtt, const bool raw)
+{
+	struct kpod_tcp_stats *st;
+
+	if (!srtt) /* no RTT measured yet */
+		return;
+	st = stats_of(sk, raw);
+	if (st)
+		kpod_hist_add(&st->rtt, (__u64)srtt * 125); /* (us / 8) * 1000 = ns, exact */
+}
+
+/* Fires for every segment received on an established socket: sample its srtt (us << 3). */
 SEC("tp_btf/tcp_probe")
 int BPF_PROG(kpod_tcp_probe, struct sock *sk, const struct sk_buff *skb)
 {
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk); /* a BTF pointer: direct loads */
-	struct kpod_tcp_stats *st;
-	__u32 srtt;
 
-	if (!tp)
-		return 0;
-	srtt = tp->srtt_us; /* us << 3 */
-	if (!srtt) /* no RTT measured yet */
-		return 0;
-	st = stats_of(sk);
-	if (st)
-		kpod_hist_add(&st->rtt, (__u64)srtt * 125); /* (us / 8) * 1000 = ns, exact */
+	if (tp)
+		rtt_sample(sk, tp->srtt_us, false);
+	return 0;
+}
+
+/* tcp_probe fires for TCP sockets only (tcp_rcv_established), so the cast is safe. */
+SEC("tp_btf/tcp_probe")
+int BPF_PROG(kpod_tcp_probe_read, struct sock *sk, const struct sk_buff *skb)
+{
+	rtt_sample(sk, BPF_CORE_READ((struct tcp_sock *)sk, srtt_us), false);
+	return 0;
+}
+
+SEC("raw_tp/tcp_probe")
+int BPF_PROG(kpod_tcp_probe_raw, struct sock *sk, const struct sk_buff *skb)
+{
+	rtt_sample(sk, BPF_CORE_READ((struct tcp_sock *)sk, srtt_us), true);
 	return 0;
 }

@@ -9,8 +9,8 @@
  *   tcp_peer client NETNS 4|6 PORT K
  *       open K connections, print "connected", then obey stdin lines:
  *       "send N" (N bytes on connection 0), "sendecho N" (send N, read N back),
- *       "ping R" (R rounds of 64 bytes out, 64 back), "close" (close all, exit).
- *       Each command answers one line.
+ *       "ping R" (R rounds of 64 bytes out, 64 back), "sendfile N" (N bytes from a
+ *       file through sendfile(2)), "close" (close all, exit). Each command answers one line.
  *   tcp_peer refused NETNS 4|6 PORT
  *       connect to a port nobody listens on; print "refused" on ECONNREFUSED.
  * NETNS is a path such as /run/netns/NAME, or "-" to stay in the current one.
@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -176,6 +178,34 @@ static unsigned long long send_echo(int fd, unsigned long long n)
 	return in;
 }
 
+/* n bytes from a file (a memfd) through sendfile: the kernel's splice-to-socket path */
+static void send_file(int fd, unsigned long long n)
+{
+	static char src[16384];
+	int mf = memfd_create("tcp_peer", 0);
+	unsigned long long left = n;
+	off_t off = 0;
+
+	if (mf < 0)
+		die("memfd_create");
+	while (left) {
+		size_t want = left < sizeof(src) ? (size_t)left : sizeof(src);
+		write_all(mf, src, want);
+		left -= want;
+	}
+	left = n;
+	while (left) {
+		ssize_t w = sendfile(fd, mf, &off, left);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			die("sendfile");
+		}
+		left -= (unsigned long long)w;
+	}
+	close(mf);
+}
+
 static int client(int fam, int port, int k)
 {
 	struct sockaddr_storage ss;
@@ -199,6 +229,9 @@ static int client(int fam, int port, int k)
 				write_all(conns[0], src, want);
 				left -= want;
 			}
+			say("sent %llu\n", n, 0);
+		} else if (sscanf(line, "sendfile %llu", &n) == 1) {
+			send_file(conns[0], n);
 			say("sent %llu\n", n, 0);
 		} else if (sscanf(line, "sendecho %llu", &n) == 1) {
 			unsigned long long back = send_echo(conns[0], n);

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from kpodmetrics import families
 from kpodmetrics.bpf.mapspec import Count, Hist, MapDecoder, MapSpec
 from kpodmetrics.bpf.structs import KPOD_HEALTH_NET_TCP_STATS, KpodTcpStats
+from kpodmetrics.bpf.variants import Signal, Variant
 from kpodmetrics.collectors.base import CollectContext
 from kpodmetrics.collectors.ebpf.base import BpfCollectorBase
 from kpodmetrics.config import Settings
@@ -49,15 +50,37 @@ RTT = Family("kpod_net_tcp_rtt_seconds", FamilyType.HISTOGRAM,
 FAMILIES = (SENT, RECEIVED, RETRANSMITS, OPENED, FAILED, CLOSED, ACTIVE, RTT)
 families.register(*FAMILIES)
 
-PROGRAM_FEEDS: dict[str, tuple[str, ...]] = {
-    "kpod_tcp_send": (SENT.name,),
-    "kpod_tcp_recv": (RECEIVED.name,),
-    "kpod_tcp_retrans": (RETRANSMITS.name,),
-    "kpod_tcp_synack": (RETRANSMITS.name,),
-    "kpod_tcp_state": (OPENED.name, FAILED.name, CLOSED.name, ACTIVE.name),
-    "kpod_tcp_probe": (RTT.name,),
-}
-"""Which metrics each program feeds: a program reported down takes only these."""
+SIGNALS = (
+    Signal("tcp_send", (SENT,), (
+        Variant("tp_btf", ("kpod_tcp_send",)),
+        # before 6.3; inet_sendpage carries sendfile/splice until 6.5
+        Variant("fentry", ("kpod_tcp_send_fexit", "kpod_tcp_send6_fexit",
+                           "kpod_tcp_sendpage_fexit")),
+        Variant("fentry_nosendpage", ("kpod_tcp_send_fexit", "kpod_tcp_send6_fexit")),
+    )),
+    Signal("tcp_recv", (RECEIVED,), (
+        Variant("tp_btf", ("kpod_tcp_recv",)),
+        Variant("fentry", ("kpod_tcp_recv_fexit", "kpod_tcp_recv6_fexit")),
+    )),
+    Signal("tcp_retransmits", (RETRANSMITS,), (
+        Variant("tp_btf", ("kpod_tcp_retrans", "kpod_tcp_synack")),
+        Variant("raw_tp", ("kpod_tcp_retrans_raw", "kpod_tcp_synack_raw")),
+    )),
+    Signal("tcp_state", (OPENED, FAILED, CLOSED, ACTIVE), (
+        Variant("tp_btf", ("kpod_tcp_state",)),
+        # socket storage is refused in tracing programs before 5.11
+        Variant("tp_btf_hash", ("kpod_tcp_state_hash",)),
+        Variant("raw_tp", ("kpod_tcp_state_raw",)),
+    )),
+    Signal("tcp_rtt", (RTT,), (
+        Variant("tp_btf", ("kpod_tcp_probe",)),
+        Variant("tp_btf_read", ("kpod_tcp_probe_read",)),
+        Variant("raw_tp", ("kpod_tcp_probe_raw",)),
+    )),
+)
+"""Each signal's program variants, preferred first (ebpf/net.bpf.c says what each
+hooks, ebpf/core_fixes.bpf.h why the fallbacks exist). A signal with no working
+variant takes down only its families."""
 
 STATS = MapSpec("tcp_stats", KpodTcpStats, health=KPOD_HEALTH_NET_TCP_STATS, raw=("active_delta",),
                 fields=(
@@ -105,6 +128,7 @@ class NetTcpCollector(BpfCollectorBase):
     health_map = "net_health"
     metric_maps = {STATS.map: KPOD_HEALTH_NET_TCP_STATS}
     families = FAMILIES
+    signals = SIGNALS
 
     def __init__(self, **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
