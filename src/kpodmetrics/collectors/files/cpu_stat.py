@@ -47,6 +47,9 @@ class CpuStatCollector(PerCgroupCollector):
     name = NAME
     families = FAMILIES
     files = ("cpu.stat",)
+    # bandwidth figures are the cgroup's own quota's, not sums over its children
+    own_value = frozenset({"kpod_cpu_periods_total", "kpod_cpu_throttled_periods_total",
+                           "kpod_cpu_throttled_seconds_total"})
 
     def samples_for(
         self, ref: CgroupRef, contents: dict[str, bytes], ctx: CollectContext

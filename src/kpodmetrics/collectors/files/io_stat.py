@@ -45,6 +45,7 @@ class DiskIOCollector(PerCgroupCollector):
     files = ("io.stat",)
 
     def __init__(self, sys_root: str = "/sys") -> None:
+        super().__init__()
         self.devices = BlockDevices(sys_root)
 
     def begin_cycle(self) -> None:

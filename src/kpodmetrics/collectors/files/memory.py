@@ -48,6 +48,7 @@ class MemoryCollector(PerCgroupCollector):
     families = FAMILIES
     files = ("memory.current", "memory.peak", "memory.swap.current", "memory.stat",
              "memory.events")
+    own_value = frozenset({"kpod_mem_peak_bytes"})  # a maximum, not a sum
 
     def samples_for(
         self, ref: CgroupRef, contents: dict[str, bytes], ctx: CollectContext

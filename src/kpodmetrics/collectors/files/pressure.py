@@ -39,6 +39,7 @@ class PressureCollector(PerCgroupCollector):
     name = NAME
     families = FAMILIES
     files = tuple(f"{res}.pressure" for res in RESOURCES)
+    own_value = frozenset(f.name for f in FAMILIES)  # overlapping stalls are one pod stall
 
     def samples_for(
         self, ref: CgroupRef, contents: dict[str, bytes], ctx: CollectContext

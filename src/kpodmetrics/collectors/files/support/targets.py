@@ -1,10 +1,11 @@
 """Which cgroups each kind of signal is read from, so nothing is counted twice.
 
 cgroup v2 files are hierarchical: a pod directory's io.stat, memory.current and
-cpu.stat already include its containers. Per-cgroup signals are therefore read from
-container-level cgroups, and from the pod-level cgroup only when the pod has no
-container-level target (then it is the only reading of that pod). Standalone, every
-cgroup is its own pod and is read as such (nested cgroups each show their subtree).
+cpu.stat already include its containers, live and dead. Per-cgroup signals read the
+pod directory and every listed container, pod by pod (`pod_groups`); the pod-level
+series carry only what no container accounts for (`podlevel.PodLedger`).
+Standalone, every cgroup is its own pod and is read as such (nested cgroups each show
+their subtree).
 
 Per-pod signals (network namespace, volumes) are read once per `pod_key` and
 attributed to the pod-level cgroup (or, without one, the pod's shallowest cgroup).
@@ -25,12 +26,6 @@ MAX_PIDS_TRIED = 3
 
 def _group_key(ref: CgroupRef) -> str:
     return ref.pod_key or ref.path
-
-
-def per_cgroup_targets(targets: Sequence[CgroupRef]) -> list[CgroupRef]:
-    """Refs whose own files are reported (see module docstring)."""
-    has_container: set[str] = {_group_key(r) for r in targets if not r.pod_level}
-    return [r for r in targets if not r.pod_level or _group_key(r) not in has_container]
 
 
 @dataclass(frozen=True, slots=True)
