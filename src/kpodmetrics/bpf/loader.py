@@ -100,15 +100,22 @@ class BpfObject:
         while True:
             self._chosen = self._chooser.choose(lambda p: self._unusable(p, probed))
             wanted = free | {p for v in self._chosen.values() for p in v.programs}
+            alone = {p: why for p, why in self._single.items() if why}
+            if not wanted and alone:
+                # every program the probes let through was refused by the kernel
+                detail = "; ".join(f"{p}: {why}" for p, why in sorted(alone.items()))
+                raise ProgramLoadError(f"BPF object {self.name}", errno.EINVAL, detail,
+                                       remedy_for(errno.EPERM if "EPERM" in detail else errno.EINVAL))
             ok, log = self._try_load(wanted)
             if ok:
                 break
             # find out which programs the kernel refuses, one at a time
             self._close_obj()
             bad = {p: why for p in sorted(wanted) if (why := self._load_alone(p))}
-            if not bad:
-                raise ProgramLoadError(f"BPF object {self.name}", errno.EINVAL,
-                                       f"programs load alone but not together: {log}")
+            if not bad:  # nothing to blame on one program: the object itself cannot load
+                detail = log if len(wanted) < 2 else f"programs load alone but not together: {log}"
+                raise ProgramLoadError(f"BPF object {self.name}", errno.EINVAL, detail,
+                                       remedy_for(errno.EPERM if "EPERM" in log else errno.EINVAL))
             for prog in bad.keys() & free:
                 free.discard(prog)
                 failures[prog] = bad[prog]
