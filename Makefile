@@ -13,13 +13,14 @@ BPF_HDR := $(wildcard ebpf/*.h)
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) -I vmlinux/$(ARCH) -I ebpf -Wall -Werror -Wno-unused-function
 APT_RUN := libbpf1 python3-venv
 APT_BUILD := clang llvm libbpf-dev bpftool
-APT_TEST := $(APT_BUILD) libbpf-tools prometheus stress-ng iproute2 nftables linux-perf libseccomp2 tmux
+APT_IMAGE := podman runc mmdebstrap
+APT_TEST := $(APT_BUILD) libbpf-tools prometheus stress-ng iproute2 nftables linux-perf libseccomp2 tmux $(APT_IMAGE)
 PORT ?= 9090
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= kpod-metrics:$(VERSION)
 
-.PHONY: image all deps-run deps-test deps-vm vm-kernels test-kernels kernels-doc venv venv-dev bpf vmlinux run test test-unit test-kernel test-e2e lint typecheck clean bench bench-quick
+.PHONY: image base-image all deps-run deps-test deps-vm vm-kernels test-kernels kernels-doc venv venv-dev bpf vmlinux run test test-unit test-kernel test-e2e lint typecheck clean bench bench-quick
 
 all: bpf
 
@@ -87,9 +88,14 @@ bench: deps-test
 bench-quick: deps-test
 	$(PY) -m benchmarks.run --quick
 
-## container image (needs a Docker engine; multi-arch: docker buildx build --platform linux/amd64,linux/arm64)
-image:
-	docker build -t $(IMAGE) .
+## container image with docker or podman (no registry needed: the base is made from Debian
+## packages unless BASE_IMAGE names one; see docs/deploy.md)
+image: deps-run
+	VERSION="$(VERSION)" BASE_IMAGE="$(BASE_IMAGE)" PYTHON="$(PY)" bash scripts/image/build.sh $(IMAGE)
+
+## the image's base from Debian packages (mmdebstrap), for machines without a registry
+base-image:
+	bash scripts/image/base-image.sh
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache
