@@ -32,27 +32,19 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import podman_run  # noqa: E402
+import podman_run
+
+from kpodmetrics.pods import cgroupfs
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "deploy.md"
 BEGIN, END = "<!-- capabilities:begin -->", "<!-- capabilities:end -->"
-UNIFIED_CANDIDATES = ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
-
-
-def unified_root() -> str:
-    for c in UNIFIED_CANDIDATES:
-        if os.path.exists(os.path.join(c, "cgroup.procs")) and os.path.exists(
-                os.path.join(c, "cgroup.subtree_control")) or os.path.exists(
-                os.path.join(c, "cgroup.controllers")):
-            return c
-    raise SystemExit("no cgroup v2 hierarchy found")
 
 
 @contextlib.contextmanager
 def workload() -> Iterator[dict[str, str]]:
     """Start the busy and the foreign-volume workloads in kpod-test-caps-* cgroups."""
-    root = unified_root()
+    root = cgroupfs.detect_root(None)
     base = os.path.join(root, f"kpod-test-caps-{uuid.uuid4().hex[:8]}")
     busy, vol = os.path.join(base, "busy"), os.path.join(base, "vol")
     for d in (base, busy, vol):
