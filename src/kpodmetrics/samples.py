@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from kpodmetrics.families import Family
+
 Labels = tuple[tuple[str, str], ...]
 """Extra labels of a sample (e.g. `(("syscall", "openat"),)`), in family label order."""
 
@@ -30,7 +32,7 @@ class Kind(enum.Enum):
 class Sample:
     """A scalar reading for one series of one cgroup."""
 
-    family: str
+    family: Family
     cgroup_id: int
     value: float
     kind: Kind = Kind.DELTA
@@ -49,7 +51,7 @@ class HistogramSample:
     holds everything larger than its lower edge (it maps to +Inf).
     """
 
-    family: str
+    family: Family
     cgroup_id: int
     slots: tuple[int, ...]
     total: int

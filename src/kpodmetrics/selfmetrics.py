@@ -181,12 +181,12 @@ families.register(CYCLE, COLLECTOR_DURATION, COLLECTOR_UP, COLLECTOR_STATUS, COL
 
 
 def _gauge(family: Family, value: float, labels: Labels = ()) -> Sample:
-    return Sample(family.name, 0, value, Kind.GAUGE, labels)
+    return Sample(family, 0, value, Kind.GAUGE, labels)
 
 
 def _counter(family: Family, value: float, labels: Labels = (), source: str = "") -> Sample:
     """A monotonic total we own: folded as a cumulative reading (reset-safe)."""
-    return Sample(family.name, 0, value, Kind.CUMULATIVE, labels, source=source or family.name)
+    return Sample(family, 0, value, Kind.CUMULATIVE, labels, source=source or family.name)
 
 
 def info_samples(settings: Settings, mode: str, collectors: Sequence[str],

@@ -188,7 +188,7 @@ class Agent:
         # BPF loads are mostly kernel time (verifier): one after another on the worker
         self.slots = await self.worker.run(lambda: [build(n) for n in names],
                                            "start collectors")
-        self.store.declare(f.name for slot in self.slots if slot.collector is not None
+        self.store.declare(f for slot in self.slots if slot.collector is not None
                            for f in slot.collector.families)
         for slot in self.slots:
             if slot.collector is not None:
@@ -330,51 +330,51 @@ class Agent:
         for slot in self.slots:
             lab = (("collector", slot.name),)
             up = slot.collector is not None
-            out.append(Sample(selfmetrics.COLLECTOR_UP.name, 0, 1.0 if up else 0.0, Kind.GAUGE, lab))
+            out.append(Sample(selfmetrics.COLLECTOR_UP, 0, 1.0 if up else 0.0, Kind.GAUGE, lab))
             if not up:
-                out.append(Sample(selfmetrics.COLLECTOR_STATUS.name, 0, 1.0, Kind.GAUGE,
+                out.append(Sample(selfmetrics.COLLECTOR_STATUS, 0, 1.0, Kind.GAUGE,
                                   (*lab, ("program", ""), ("reason", _short(slot.reason)))))
                 continue
             assert slot.collector is not None
-            out.append(Sample(selfmetrics.COLLECTOR_DURATION.name, 0, slot.last_duration,
+            out.append(Sample(selfmetrics.COLLECTOR_DURATION, 0, slot.last_duration,
                               Kind.GAUGE, lab))
-            out.append(Sample(selfmetrics.COLLECTOR_ERRORS.name, 0, float(slot.errors),
+            out.append(Sample(selfmetrics.COLLECTOR_ERRORS, 0, float(slot.errors),
                               Kind.CUMULATIVE, lab, source=slot.name))
-            out.append(Sample(selfmetrics.COLLECTOR_TIMEOUTS.name, 0, float(slot.timeouts),
+            out.append(Sample(selfmetrics.COLLECTOR_TIMEOUTS, 0, float(slot.timeouts),
                               Kind.CUMULATIVE, lab, source=slot.name))
-            out.append(Sample(selfmetrics.CGROUP_READ_ERRORS.name, 0,
+            out.append(Sample(selfmetrics.CGROUP_READ_ERRORS, 0,
                               float(ctx.errors.get(slot.name, 0)), Kind.DELTA, lab))
             for prog in slot.collector.programs():
                 if not prog.attached:
-                    out.append(Sample(selfmetrics.COLLECTOR_STATUS.name, 0, 1.0, Kind.GAUGE,
+                    out.append(Sample(selfmetrics.COLLECTOR_STATUS, 0, 1.0, Kind.GAUGE,
                                       (*lab, ("program", prog.program),
                                        ("reason", _short(prog.reason)))))
             for h in slot.collector.map_health():
                 ml = (("map", h.map),)
                 out += [
-                    Sample(selfmetrics.MAP_CAPACITY.name, 0, float(h.capacity), Kind.GAUGE, ml),
-                    Sample(selfmetrics.MAP_WRITES.name, 0, float(h.entries_written),
+                    Sample(selfmetrics.MAP_CAPACITY, 0, float(h.capacity), Kind.GAUGE, ml),
+                    Sample(selfmetrics.MAP_WRITES, 0, float(h.entries_written),
                            Kind.CUMULATIVE, ml, source=slot.name),
-                    Sample(selfmetrics.MAP_ERRORS.name, 0, float(h.update_errors),
+                    Sample(selfmetrics.MAP_ERRORS, 0, float(h.update_errors),
                            Kind.CUMULATIVE, ml, source=slot.name),
                 ]
                 if h.entries is not None:  # metric maps, read and reset every cycle
                     out += [
-                        Sample(selfmetrics.MAP_ENTRIES.name, 0, float(h.entries), Kind.GAUGE, ml),
-                        Sample(selfmetrics.MAP_EVICTIONS.name, 0, float(h.evicted_at_least),
+                        Sample(selfmetrics.MAP_ENTRIES, 0, float(h.entries), Kind.GAUGE, ml),
+                        Sample(selfmetrics.MAP_EVICTIONS, 0, float(h.evicted_at_least),
                                Kind.CUMULATIVE, ml, source=slot.name),
                     ]
-        out.append(Sample(selfmetrics.UNRESOLVED.name, 0, float(stats.unresolved), Kind.DELTA))
-        out.append(Sample(selfmetrics.IGNORED.name, 0, float(stats.ignored), Kind.DELTA))
+        out.append(Sample(selfmetrics.UNRESOLVED, 0, float(stats.unresolved), Kind.DELTA))
+        out.append(Sample(selfmetrics.IGNORED, 0, float(stats.ignored), Kind.DELTA))
         if self.kube is not None:
             ws = self.kube.watcher.stats
             for fam, value in ((selfmetrics.POD_WATCH_ERRORS, ws.errors),
                                (selfmetrics.POD_WATCH_MALFORMED, ws.malformed),
                                (selfmetrics.POD_WATCH_RELISTS, ws.relists_gone)):
-                out.append(Sample(fam.name, 0, float(value), Kind.CUMULATIVE, source="watch"))
+                out.append(Sample(fam, 0, float(value), Kind.CUMULATIVE, source="watch"))
         slots = [0] * 40
         slots[slot_of(int(elapsed * 1e9), 40)] = 1
-        out.append(HistogramSample(selfmetrics.CYCLE.name, 0, tuple(slots), int(elapsed * 1e9)))
+        out.append(HistogramSample(selfmetrics.CYCLE, 0, tuple(slots), int(elapsed * 1e9)))
         out += self._export_self_samples()
         self.store.apply_agent(out)
 

@@ -62,7 +62,7 @@ async def churn(srv: FakeApiServer, att: kubernetes.KubernetesAttribution, store
                          containers={"app": f"{n:064x}"}))
     await until(lambda: len(r.pod_uids()) == count, 60)
     await asyncio.to_thread(r.refresh)
-    samples = [Sample(CONTEXT_SWITCHES.name, os.stat(p).st_ino, 1.0, Kind.DELTA,
+    samples = [Sample(CONTEXT_SWITCHES, os.stat(p).st_ino, 1.0, Kind.DELTA,
                       (("kind", "voluntary"),))
                for pair in dirs for p in pair]
     stats = await asyncio.to_thread(store.apply, samples, r)

@@ -57,7 +57,7 @@ def collect(col: object, refs: list[CgroupRef]) -> tuple[dict[Key, float], dict[
     out: dict[Key, float] = {}
     for s in col.collect(ctx):  # type: ignore[attr-defined]
         assert isinstance(s, Sample) and not isinstance(s, HistogramSample)
-        out[(s.family, s.cgroup_id, s.labels)] = s.value
+        out[(s.family.name, s.cgroup_id, s.labels)] = s.value
     return out, ctx.errors
 
 

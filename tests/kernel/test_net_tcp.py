@@ -152,15 +152,15 @@ class Totals:
         for s in samples:
             self.cgroups.add(s.cgroup_id)
             if isinstance(s, HistogramSample):
-                assert s.family == RTT.name
+                assert s.family.name == RTT.name
                 slots = self.hist.setdefault(s.cgroup_id, [0] * len(s.slots))
                 for i, c in enumerate(s.slots):
                     slots[i] += c
                 self.hist_sum[s.cgroup_id] += s.total
             elif s.kind is Kind.GAUGE:
-                self.values[(s.family, s.cgroup_id, s.labels)] = s.value
+                self.values[(s.family.name, s.cgroup_id, s.labels)] = s.value
             else:
-                self.values[(s.family, s.cgroup_id, s.labels)] += s.value
+                self.values[(s.family.name, s.cgroup_id, s.labels)] += s.value
 
     def get(self, family: str, cg: KernelCgroup, labels: tuple[tuple[str, str], ...] = ()) -> int:
         return int(self.values.get((family, cg.id, labels), 0))

@@ -172,7 +172,7 @@ def test_collect_emits_labelled_samples(collector: SyscallCollector) -> None:
         out = list(collector.collect(CollectContext(targets=[], cgroup_root="")))
         stop([p])
     mine = [s for s in out if s.cgroup_id == work.id and s.labels == (("syscall", "openat"),)]
-    by_family = {s.family: s for s in mine}
+    by_family = {s.family.name: s for s in mine}
     count = by_family["kpod_syscall_count_total"]
     errors = by_family["kpod_syscall_errors_total"]
     hist = by_family["kpod_syscall_latency_seconds"]

@@ -48,9 +48,9 @@ def cycle_samples(cids: range | list[int], step: int = 1) -> list[Sample | Histo
         slots[12] += step
         slots[31] = c % 2  # open-ended slot: only in +Inf
         total = sum(n * (2 ** k) for k, n in enumerate(slots[:31])) + slots[31] * 2**32
-        out.append(HistogramSample(cpu.RUNQUEUE.name, c, tuple(slots), total))
-        out.append(Sample(cpu.CONTEXT_SWITCHES.name, c, float(c % 11 + step), Kind.DELTA,
+        out.append(HistogramSample(cpu.RUNQUEUE, c, tuple(slots), total))
+        out.append(Sample(cpu.CONTEXT_SWITCHES, c, float(c % 11 + step), Kind.DELTA,
                           (("kind", "voluntary"),)))
-        out.append(Sample(cpu.CONTEXT_SWITCHES.name, c, 1.5 * step, Kind.DELTA,
+        out.append(Sample(cpu.CONTEXT_SWITCHES, c, 1.5 * step, Kind.DELTA,
                           (("kind", "involuntary"),)))
     return out

@@ -53,4 +53,4 @@ def test_labels_from_sysfs_and_req_op(tmp_path: Path) -> None:
         (333, (("device", "vda"), ("op", "other"))),  # REQ_OP_DRV_IN
     }, "an empty histogram yields nothing"
     r = out[(111, (("device", "vda"), ("op", "read")))]
-    assert (r.family, r.count, r.total, r.slots[15]) == (LATENCY.name, 3, 90000, 3)
+    assert (r.family.name, r.count, r.total, r.slots[15]) == (LATENCY.name, 3, 90000, 3)

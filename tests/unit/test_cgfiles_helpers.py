@@ -39,7 +39,7 @@ def scalar(samples: Iterable[Sample | HistogramSample]) -> dict[Key, float]:
     out: dict[Key, float] = {}
     for s in samples:
         assert isinstance(s, Sample)
-        key = (s.family, s.cgroup_id, s.labels)
+        key = (s.family.name, s.cgroup_id, s.labels)
         assert key not in out, f"reported twice: {key}"
         out[key] = s.value
     return out

@@ -34,11 +34,11 @@ def test_batch_read_decodes_per_cgroup() -> None:
     scalars = [s for s in out if isinstance(s, Sample)]
     assert len(hists) == 1
     h = hists[0]
-    assert (h.family, h.cgroup_id, h.total, h.count) == (RUNQUEUE.name, 111, 5000, 3)
+    assert (h.family.name, h.cgroup_id, h.total, h.count) == (RUNQUEUE.name, 111, 5000, 3)
     assert h.slots[3] == 2 and h.slots[31] == 1
     assert {(s.cgroup_id, dict(s.labels)["kind"], s.value) for s in scalars} == {
         (111, "voluntary", 7.0), (222, "involuntary", 4.0)}
-    assert all(s.family == CONTEXT_SWITCHES.name for s in scalars)
+    assert all(s.family.name == CONTEXT_SWITCHES.name for s in scalars)
 
 
 def test_empty_read_yields_nothing() -> None:

@@ -33,7 +33,7 @@ def test_syscall_key_names_the_label_and_count_is_the_sample_count() -> None:
     read = MapRead(b"".join(k for k, _ in entries), b"".join(v for _, v in entries),
                    3, SYS_KEY.size, SYS_VALUE.size)
     got = MapDecoder(syscalls.STATS, label_of={"syscall": {257: "openat", 0: "read"}.get}).decode(read)
-    scalars = {(s.family, s.cgroup_id, s.labels, s.value) for s in got.samples
+    scalars = {(s.family.name, s.cgroup_id, s.labels, s.value) for s in got.samples
                if isinstance(s, Sample)}
     assert scalars == {
         (syscalls.COUNT.name, 5, (("syscall", "openat"),), 3.0),
@@ -41,7 +41,7 @@ def test_syscall_key_names_the_label_and_count_is_the_sample_count() -> None:
         (syscalls.ERRORS.name, 5, (("syscall", "read"),), 2.0),
     }
     (h,) = [s for s in got.samples if isinstance(s, HistogramSample)]
-    assert (h.family, h.total, h.slots[12], h.labels) == (
+    assert (h.family.name, h.total, h.slots[12], h.labels) == (
         syscalls.LATENCY.name, 9000, 3, (("syscall", "openat"),))
     assert got.unlabeled == 1
 
@@ -55,7 +55,7 @@ def test_a_read_of_another_layout_is_refused() -> None:
 def test_mem_counters() -> None:
     read = MapRead(struct.pack("<QQ", 1, 2), struct.pack("<QQQQ", 4, 0, 0, 7), 2, 8, 16)
     got = MapDecoder(mem_events.STATS).decode(read).samples
-    assert {(s.family, s.cgroup_id, s.value) for s in got} == {
+    assert {(s.family.name, s.cgroup_id, s.value) for s in got} == {
         (mem_events.OOM_KILLS.name, 1, 4.0), (mem_events.MAJOR_FAULTS.name, 2, 7.0)}
 
 

@@ -8,8 +8,10 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 
+from kpodmetrics import families
 from kpodmetrics.collectors.base import CollectContext, MapHealth, ProgramStatus
 from kpodmetrics.config import Settings
+from kpodmetrics.families import Family, FamilyType
 from kpodmetrics.samples import HistogramSample, Kind, Sample
 from kpodmetrics.service import STALE_INTERVALS, Agent, CollectorSlot
 
@@ -27,7 +29,8 @@ class Fake:
         if self.gate is not None:
             self.gate.wait(30)
         ctx.count_error(self.name)
-        return [Sample(f"kpod_test_{self.name}", 0, float(self.calls), Kind.GAUGE)]
+        fam = families.register(Family(f"kpod_test_{self.name}", FamilyType.GAUGE, "test"))[0]
+        return [Sample(fam, 0, float(self.calls), Kind.GAUGE)]
 
     def start(self) -> None: ...
     def close(self) -> None: ...

@@ -14,8 +14,8 @@ from kpodmetrics.pods.owner import CgroupRef, Owner
 from kpodmetrics.samples import HistogramSample, Kind, Sample
 
 C = Family("kpod_test_events_total", FamilyType.COUNTER, "test counter")
-G = Family("kpod_test_level_bytes", FamilyType.GAUGE, "test gauge")
-H = Family("kpod_test_latency_seconds", FamilyType.HISTOGRAM, "test histogram",
+G = Family("kpod_test_level_bytes", FamilyType.GAUGE, "test gauge", unit="By")
+H = Family("kpod_test_latency_seconds", FamilyType.HISTOGRAM, "test histogram", unit="s",
            bucket_exponents=(1, 3), scale=1e-9)
 families.register(C, G, H)
 
@@ -58,8 +58,8 @@ def value(store: SeriesStore, family: str, **labels: str) -> float:
 def test_deltas_accumulate() -> None:
     r = FakeResolver({1: "/a"})
     store = SeriesStore()
-    store.apply([Sample(C.name, 1, 3)], r)
-    store.apply([Sample(C.name, 1, 4)], r)
+    store.apply([Sample(C, 1, 3)], r)
+    store.apply([Sample(C, 1, 4)], r)
     assert value(store, C.name, cgroup="/a") == 7
 
 
@@ -71,7 +71,7 @@ def test_cumulative_is_never_re_added(increments: list[int]) -> None:
     total = 0
     for inc in increments:
         total += inc
-        store.apply([Sample(C.name, 1, total, Kind.CUMULATIVE)], r)
+        store.apply([Sample(C, 1, total, Kind.CUMULATIVE)], r)
     assert value(store, C.name, cgroup="/a") == total
 
 
@@ -80,7 +80,7 @@ def test_cumulative_reset_counts_from_zero_again() -> None:
     store = SeriesStore()
     resets = []
     for raw in (100, 150, 20, 50):  # the source restarted between 150 and 20
-        resets.append(store.apply([Sample(C.name, 1, raw, Kind.CUMULATIVE)], r).resets)
+        resets.append(store.apply([Sample(C, 1, raw, Kind.CUMULATIVE)], r).resets)
     assert value(store, C.name, cgroup="/a") == 150 + 50
     assert resets == [0, 0, 1, 0]  # counted in the cycle it happened, once
 
@@ -89,9 +89,9 @@ def test_cumulative_survives_a_missed_cycle() -> None:
     """A file unreadable for one cycle must not make the next reading count twice."""
     r = FakeResolver({1: "/a"})
     store = SeriesStore()
-    store.apply([Sample(C.name, 1, 100, Kind.CUMULATIVE)], r)
+    store.apply([Sample(C, 1, 100, Kind.CUMULATIVE)], r)
     store.apply([], r)
-    store.apply([Sample(C.name, 1, 130, Kind.CUMULATIVE)], r)
+    store.apply([Sample(C, 1, 130, Kind.CUMULATIVE)], r)
     assert value(store, C.name, cgroup="/a") == 130
 
 
@@ -99,24 +99,24 @@ def test_two_cgroups_of_one_owner_fold_into_one_series() -> None:
     """A restarted container (new cgroup id, same owner) continues its counter."""
     r = FakeResolver({1: "/a", 2: "/a"})
     store = SeriesStore()
-    store.apply([Sample(C.name, 1, 10, Kind.CUMULATIVE)], r)
-    store.apply([Sample(C.name, 2, 5, Kind.CUMULATIVE)], r)
+    store.apply([Sample(C, 1, 10, Kind.CUMULATIVE)], r)
+    store.apply([Sample(C, 2, 5, Kind.CUMULATIVE)], r)
     assert value(store, C.name, cgroup="/a") == 15
 
 
 def test_gauges_take_the_last_value() -> None:
     r = FakeResolver({1: "/a"})
     store = SeriesStore()
-    store.apply([Sample(G.name, 1, 5, Kind.GAUGE)], r)
-    store.apply([Sample(G.name, 1, 2, Kind.GAUGE)], r)
+    store.apply([Sample(G, 1, 5, Kind.GAUGE)], r)
+    store.apply([Sample(G, 1, 2, Kind.GAUGE)], r)
     assert value(store, G.name, cgroup="/a") == 2
 
 
 def test_histograms_add_slots_and_sums() -> None:
     r = FakeResolver({1: "/a"})
     store = SeriesStore()
-    store.apply([HistogramSample(H.name, 1, (1, 2, 0, 0), 10)], r)
-    store.apply([HistogramSample(H.name, 1, (0, 1, 3, 1), 90)], r)
+    store.apply([HistogramSample(H, 1, (1, 2, 0, 0), 10)], r)
+    store.apply([HistogramSample(H, 1, (0, 1, 3, 1), 90)], r)
     (_fam, rows), = [x for x in store.snapshot() if x[0].name == H.name]
     assert rows[0].slots == [1, 3, 3, 1]
     assert rows[0].total == 100
@@ -126,7 +126,7 @@ def test_histograms_add_slots_and_sums() -> None:
 def test_removed_owner_loses_every_series() -> None:
     r = FakeResolver({1: "/a", 2: "/b"})
     store = SeriesStore()
-    store.apply([Sample(C.name, 1, 1), Sample(G.name, 1, 1, Kind.GAUGE), Sample(C.name, 2, 1)], r)
+    store.apply([Sample(C, 1, 1), Sample(G, 1, 1, Kind.GAUGE), Sample(C, 2, 1)], r)
     r.removed.append(Owner("/a", (("cgroup", "/a"),)))
     store.apply([], r)
     assert {lab for _, lab in store} == {(("cgroup", "/b"),)}
@@ -135,11 +135,11 @@ def test_removed_owner_loses_every_series() -> None:
 def test_unresolved_is_aggregated_or_dropped() -> None:
     r = FakeResolver({})
     agg = SeriesStore()
-    stats = agg.apply([Sample(C.name, 9, 2), Sample(C.name, 8, 3)], r)
+    stats = agg.apply([Sample(C, 9, 2), Sample(C, 8, 3)], r)
     assert stats.unresolved == 2
     assert value(agg, C.name, cgroup="__unresolved__") == 5
     drop = SeriesStore(unresolved="drop")
-    stats = drop.apply([Sample(C.name, 9, 2)], r)
+    stats = drop.apply([Sample(C, 9, 2)], r)
     assert stats.dropped_unresolved == 1 and list(drop) == []
 
 
@@ -147,11 +147,11 @@ def test_declared_families_are_listed_before_their_first_series() -> None:
     from kpodmetrics.export.promtext import render
 
     store = SeriesStore()
-    store.declare([C.name])
+    store.declare([C])
     text = render(store.snapshot()).decode()
     assert f"# TYPE {C.name} counter\n" in text
     assert not [ln for ln in text.splitlines() if ln.startswith(C.name)]
-    store.apply([Sample(C.name, 1, 2)], FakeResolver({1: "/a"}))
+    store.apply([Sample(C, 1, 2)], FakeResolver({1: "/a"}))
     assert f'{C.name}{{cgroup="/a"}} 2.0' in render(store.snapshot()).decode()
 
 
@@ -161,6 +161,6 @@ def test_ignored_cgroups_go_to_no_series_not_even_unresolved() -> None:
             return cgroup_id == 7
 
     store = SeriesStore()
-    stats = store.apply([Sample(C.name, 7, 1), Sample(C.name, 8, 1)], IgnoringResolver({}))
+    stats = store.apply([Sample(C, 7, 1), Sample(C, 8, 1)], IgnoringResolver({}))
     assert (stats.ignored, stats.unresolved) == (1, 1)
     assert value(store, C.name, cgroup="__unresolved__") == 1

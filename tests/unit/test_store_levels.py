@@ -9,7 +9,7 @@ from kpodmetrics.export.store import SeriesStore
 from kpodmetrics.pods.owner import Owner
 from kpodmetrics.samples import Kind, Sample
 
-from .test_store import FakeResolver, G
+from .test_store import C, FakeResolver, G
 
 
 def levels(store: SeriesStore) -> dict[str, float]:
@@ -18,7 +18,7 @@ def levels(store: SeriesStore) -> dict[str, float]:
 
 
 def gauge(cgroup_id: int, value: float) -> Sample:
-    return Sample(G.name, cgroup_id, value, Kind.GAUGE)
+    return Sample(G, cgroup_id, value, Kind.GAUGE)
 
 
 def test_levels_of_an_owners_cgroups_are_summed_every_cycle() -> None:
@@ -55,7 +55,7 @@ def test_a_gauge_not_read_this_cycle_is_not_exported() -> None:
 def test_counters_of_the_same_owner_are_not_dropped_with_its_gauges() -> None:
     r = FakeResolver({1: "/a"})
     store = SeriesStore()
-    store.apply([gauge(1, 3), Sample("kpod_test_events_total", 1, 2)], r)
+    store.apply([gauge(1, 3), Sample(C, 1, 2)], r)
     store.apply([], r)
     assert levels(store) == {}
     assert [dict(s.labels) for fam, rows in store.snapshot()
@@ -67,9 +67,9 @@ def test_counters_of_the_same_owner_are_not_dropped_with_its_gauges() -> None:
 
 def test_agent_gauges_keep_their_last_value() -> None:
     store = SeriesStore()
-    store.apply_agent([Sample(G.name, 0, 4, Kind.GAUGE)])
+    store.apply_agent([Sample(G, 0, 4, Kind.GAUGE)])
     store.apply([], FakeResolver({}))
-    store.apply_agent([Sample(G.name, 0, 5, Kind.GAUGE)])
-    store.apply_agent([Sample(G.name, 0, 6, Kind.GAUGE)])
+    store.apply_agent([Sample(G, 0, 5, Kind.GAUGE)])
+    store.apply_agent([Sample(G, 0, 6, Kind.GAUGE)])
     rows = [s.value for fam, rows in store.snapshot() if fam.name == G.name for s in rows]
     assert rows == [6]

@@ -196,13 +196,13 @@ class MapDecoder:
                 pre = tuple(got)  # type: ignore[arg-type]  # no None left
             for fam, i, labels in self._counts:
                 if v[i]:
-                    samples.append(Sample(fam.name, cg, float(v[i]), labels=pre + labels))
+                    samples.append(Sample(fam, cg, float(v[i]), labels=pre + labels))
             for fam, first, total, count_fam in self._hists:
                 slots = v[first: first + nslots]
                 if any(slots):
                     if count_fam is not None:
-                        samples.append(Sample(count_fam.name, cg, float(sum(slots)), labels=pre))
-                    samples.append(HistogramSample(fam.name, cg, slots, v[total], labels=pre))
+                        samples.append(Sample(count_fam, cg, float(sum(slots)), labels=pre))
+                    samples.append(HistogramSample(fam, cg, slots, v[total], labels=pre))
             if self._raw:
                 out.raw.append((cg, tuple(v[i] for i in self._raw)))
         return out

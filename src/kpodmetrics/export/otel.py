@@ -72,7 +72,7 @@ class StoreProducer:
 
     def _metric(self, family: Family, rows: list[Series], now: int) -> Metric:
         rename = self.rename
-        unit = family.ucum_unit if self.with_units else ""
+        unit = family.unit if self.with_units else ""
         data: Any
         if family.type is FamilyType.HISTOGRAM:
             bounds = family.bounds()

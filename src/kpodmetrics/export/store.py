@@ -20,7 +20,6 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from kpodmetrics import families as fam_registry
 from kpodmetrics.families import Family
 from kpodmetrics.pods.owner import Owner, Resolver
 from kpodmetrics.samples import HistogramSample, Kind, Labels, Sample
@@ -59,7 +58,6 @@ class ApplyStats:
     ignored: int = 0
     dropped_unresolved: int = 0
     resets: int = 0
-    rejected: int = 0
 
 
 class SeriesStore:
@@ -108,6 +106,7 @@ class SeriesStore:
         self._declared: set[str] = set()
         # owner gauge series read in the last cycle: the ones not read again go stale
         self._levels: set[tuple[str, Labels]] = set()
+        self._families: dict[str, Family] = {}
         self._lock = threading.Lock()
 
     # -- writing -------------------------------------------------------------------
@@ -139,11 +138,7 @@ class SeriesStore:
                         stats.dropped_unresolved += 1
                         continue
                     owner = unresolved_owner
-                try:
-                    family = fam_registry.get(s.family)
-                except KeyError:
-                    stats.rejected += 1
-                    continue
+                family = s.family
                 labels = self._static + owner.labels + s.labels
                 if isinstance(s, HistogramSample):
                     self._add_histogram(family, labels, owner.key, s, now)
@@ -167,7 +162,7 @@ class SeriesStore:
         scratch = ApplyStats()
         with self._lock:
             for s in samples:
-                family = fam_registry.get(s.family)
+                family = s.family
                 labels = self._static + s.labels
                 if isinstance(s, HistogramSample):
                     self._add_histogram(family, labels, AGENT_KEY, s, now)
@@ -175,6 +170,9 @@ class SeriesStore:
                     self._add_scalar(family, labels, AGENT_KEY, s, now, scratch)
 
     def _get(self, family: Family, labels: Labels, owner_key: str, now: int) -> Series:
+        known = self._families.setdefault(family.name, family)
+        if known is not family and known != family:
+            raise ValueError(f"two different families are named {family.name}")
         per_family = self._series.setdefault(family.name, {})
         series = per_family.get(labels)
         if series is not None:
@@ -225,7 +223,7 @@ class SeriesStore:
             if s.value > 0:
                 series.value += s.value
         else:  # CUMULATIVE
-            key = (s.family, s.cgroup_id, s.labels, s.source)
+            key = (family.name, s.cgroup_id, s.labels, s.source)
             prev = self._raw.get(key)
             if prev is None or s.value < prev[0]:
                 if prev is not None:
@@ -297,13 +295,14 @@ class SeriesStore:
 
     # -- reading -------------------------------------------------------------------
 
-    def declare(self, names: Iterable[str]) -> None:
-        """Families of running collectors: listed (HELP/TYPE) even before their first
-        series, so a dashboard can tell "nothing happened" from "not collected"."""
+    def declare(self, families: Iterable[Family]) -> None:
+        """Families with a live source: listed (HELP/TYPE) even before their first
+        series, so a dashboard can tell "nothing happened" from "not collected" (a
+        family nothing feeds is never declared: it must not look like zero events)."""
         with self._lock:
-            for name in names:
-                fam_registry.get(name)  # unknown names fail here, loudly
-                self._declared.add(name)
+            for family in families:
+                self._families.setdefault(family.name, family)
+                self._declared.add(family.name)
 
     def snapshot(self) -> list[tuple[Family, list[Series]]]:
         """A consistent copy of every family's series (copies, safe to use unlocked);
@@ -311,7 +310,7 @@ class SeriesStore:
         out: list[tuple[Family, list[Series]]] = []
         with self._lock:
             for name in sorted(self._series.keys() | self._declared):
-                family = fam_registry.get(name)
+                family = self._families[name]
                 rows = [
                     Series(s.labels, s.owner_key, s.start_ns, s.value, list(s.slots), s.total,
                            s.cycle)

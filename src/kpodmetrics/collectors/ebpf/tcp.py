@@ -139,7 +139,7 @@ class NetTcpCollector(BpfCollectorBase):
         got = self.decoder.decode(self.read_map(STATS.map))
         out = got.samples
         for cg, level in self.active.apply((cg, raw[0]) for cg, raw in got.raw):
-            out.append(Sample(ACTIVE.name, cg, float(level), kind=Kind.GAUGE))
+            out.append(Sample(ACTIVE, cg, float(level), kind=Kind.GAUGE))
         return out
 
 

@@ -18,28 +18,28 @@ from kpodmetrics.pods.owner import CgroupRef
 from kpodmetrics.samples import Kind, Sample
 
 NAME = "cpustat"
-FAMILIES = families.register(
-    Family("kpod_cpu_usage_seconds_total", FamilyType.COUNTER,
-           "CPU time used by the cgroup (cpu.stat usage_usec).", "seconds"),
-    Family("kpod_cpu_user_seconds_total", FamilyType.COUNTER,
-           "CPU time in user mode (cpu.stat user_usec).", "seconds"),
-    Family("kpod_cpu_system_seconds_total", FamilyType.COUNTER,
-           "CPU time in kernel mode (cpu.stat system_usec).", "seconds"),
-    Family("kpod_cpu_periods_total", FamilyType.COUNTER,
-           "CFS bandwidth periods that elapsed with runnable tasks (cpu.stat nr_periods)."),
-    Family("kpod_cpu_throttled_periods_total", FamilyType.COUNTER,
-           "CFS bandwidth periods in which the cgroup was throttled (cpu.stat nr_throttled)."),
-    Family("kpod_cpu_throttled_seconds_total", FamilyType.COUNTER,
-           "Time the cgroup spent throttled by its CPU limit (cpu.stat throttled_usec).",
-           "seconds"),
-)
+USAGE = Family("kpod_cpu_usage_seconds_total", FamilyType.COUNTER,
+               "CPU time used by the cgroup (cpu.stat usage_usec).", "s")
+USER = Family("kpod_cpu_user_seconds_total", FamilyType.COUNTER,
+              "CPU time in user mode (cpu.stat user_usec).", "s")
+SYSTEM = Family("kpod_cpu_system_seconds_total", FamilyType.COUNTER,
+                "CPU time in kernel mode (cpu.stat system_usec).", "s")
+PERIODS = Family("kpod_cpu_periods_total", FamilyType.COUNTER,
+                 "CFS bandwidth periods that elapsed with runnable tasks (cpu.stat nr_periods).")
+THROTTLED_PERIODS = Family(
+    "kpod_cpu_throttled_periods_total", FamilyType.COUNTER,
+    "CFS bandwidth periods in which the cgroup was throttled (cpu.stat nr_throttled).")
+THROTTLED = Family("kpod_cpu_throttled_seconds_total", FamilyType.COUNTER,
+                   "Time the cgroup spent throttled by its CPU limit (cpu.stat throttled_usec).",
+                   "s")
+FAMILIES = families.register(USAGE, USER, SYSTEM, PERIODS, THROTTLED_PERIODS, THROTTLED)
 _KEYS = (
-    ("usage_usec", "kpod_cpu_usage_seconds_total", 1e6),
-    ("user_usec", "kpod_cpu_user_seconds_total", 1e6),
-    ("system_usec", "kpod_cpu_system_seconds_total", 1e6),
-    ("nr_periods", "kpod_cpu_periods_total", 1.0),
-    ("nr_throttled", "kpod_cpu_throttled_periods_total", 1.0),
-    ("throttled_usec", "kpod_cpu_throttled_seconds_total", 1e6),
+    ("usage_usec", USAGE, 1e6),
+    ("user_usec", USER, 1e6),
+    ("system_usec", SYSTEM, 1e6),
+    ("nr_periods", PERIODS, 1.0),
+    ("nr_throttled", THROTTLED_PERIODS, 1.0),
+    ("throttled_usec", THROTTLED, 1e6),
 )
 
 
@@ -48,8 +48,7 @@ class CpuStatCollector(PerCgroupCollector):
     families = FAMILIES
     files = ("cpu.stat",)
     # bandwidth figures are the cgroup's own quota's, not sums over its children
-    own_value = frozenset({"kpod_cpu_periods_total", "kpod_cpu_throttled_periods_total",
-                           "kpod_cpu_throttled_seconds_total"})
+    own_value = frozenset({PERIODS, THROTTLED_PERIODS, THROTTLED})
 
     def samples_for(
         self, ref: CgroupRef, contents: dict[str, bytes], ctx: CollectContext

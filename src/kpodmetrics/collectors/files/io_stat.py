@@ -19,23 +19,22 @@ from kpodmetrics.pods.owner import CgroupRef
 from kpodmetrics.samples import Kind, Sample
 
 NAME = "diskio"
-FAMILIES = families.register(
-    Family("kpod_disk_read_bytes_total", FamilyType.COUNTER,
-           "Bytes read from the block device by the cgroup (io.stat rbytes).", "bytes",
-           ("device",)),
-    Family("kpod_disk_written_bytes_total", FamilyType.COUNTER,
-           "Bytes written to the block device by the cgroup (io.stat wbytes).", "bytes",
-           ("device",)),
-    Family("kpod_disk_reads_total", FamilyType.COUNTER,
-           "Read operations issued to the block device (io.stat rios).", "", ("device",)),
-    Family("kpod_disk_writes_total", FamilyType.COUNTER,
-           "Write operations issued to the block device (io.stat wios).", "", ("device",)),
-)
+READ_BYTES = Family("kpod_disk_read_bytes_total", FamilyType.COUNTER,
+                    "Bytes read from the block device by the cgroup (io.stat rbytes).", "By",
+                    ("device",))
+WRITTEN_BYTES = Family("kpod_disk_written_bytes_total", FamilyType.COUNTER,
+                       "Bytes written to the block device by the cgroup (io.stat wbytes).", "By",
+                       ("device",))
+READS = Family("kpod_disk_reads_total", FamilyType.COUNTER,
+               "Read operations issued to the block device (io.stat rios).", "", ("device",))
+WRITES = Family("kpod_disk_writes_total", FamilyType.COUNTER,
+                "Write operations issued to the block device (io.stat wios).", "", ("device",))
+FAMILIES = families.register(READ_BYTES, WRITTEN_BYTES, READS, WRITES)
 _KEYS = (
-    ("rbytes", "kpod_disk_read_bytes_total"),
-    ("wbytes", "kpod_disk_written_bytes_total"),
-    ("rios", "kpod_disk_reads_total"),
-    ("wios", "kpod_disk_writes_total"),
+    ("rbytes", READ_BYTES),
+    ("wbytes", WRITTEN_BYTES),
+    ("rios", READS),
+    ("wios", WRITES),
 )
 
 

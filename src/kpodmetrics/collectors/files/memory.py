@@ -19,27 +19,26 @@ from kpodmetrics.samples import Kind, Sample
 
 NAME = "memory"
 EVENTS = ("low", "high", "max", "oom", "oom_kill")
-FAMILIES = families.register(
-    Family("kpod_mem_usage_bytes", FamilyType.GAUGE,
-           "Memory charged to the cgroup (memory.current).", "bytes"),
-    Family("kpod_mem_peak_bytes", FamilyType.GAUGE,
-           "Highest memory usage recorded for the cgroup (memory.peak).", "bytes"),
-    Family("kpod_mem_swap_bytes", FamilyType.GAUGE,
-           "Swap used by the cgroup (memory.swap.current).", "bytes"),
-    Family("kpod_mem_anon_bytes", FamilyType.GAUGE,
-           "Anonymous memory of the cgroup (memory.stat anon).", "bytes"),
-    Family("kpod_mem_file_bytes", FamilyType.GAUGE,
-           "Page cache of the cgroup (memory.stat file).", "bytes"),
-    Family("kpod_mem_cgroup_major_page_faults_total", FamilyType.COUNTER,
-           "Major page faults in the cgroup (memory.stat pgmajfault)."),
-    Family("kpod_mem_events_total", FamilyType.COUNTER,
-           "memory.events counts: low/high/max boundary hits, oom, oom_kill.", "",
-           ("event",)),
-)
+USAGE = Family("kpod_mem_usage_bytes", FamilyType.GAUGE,
+               "Memory charged to the cgroup (memory.current).", "By")
+PEAK = Family("kpod_mem_peak_bytes", FamilyType.GAUGE,
+              "Highest memory usage recorded for the cgroup (memory.peak).", "By")
+SWAP = Family("kpod_mem_swap_bytes", FamilyType.GAUGE,
+              "Swap used by the cgroup (memory.swap.current).", "By")
+ANON = Family("kpod_mem_anon_bytes", FamilyType.GAUGE,
+              "Anonymous memory of the cgroup (memory.stat anon).", "By")
+FILE = Family("kpod_mem_file_bytes", FamilyType.GAUGE,
+              "Page cache of the cgroup (memory.stat file).", "By")
+MAJOR_FAULTS = Family("kpod_mem_cgroup_major_page_faults_total", FamilyType.COUNTER,
+                      "Major page faults in the cgroup (memory.stat pgmajfault).")
+MEM_EVENTS = Family("kpod_mem_events_total", FamilyType.COUNTER,
+                    "memory.events counts: low/high/max boundary hits, oom, oom_kill.", "",
+                    ("event",))
+FAMILIES = families.register(USAGE, PEAK, SWAP, ANON, FILE, MAJOR_FAULTS, MEM_EVENTS)
 _SINGLES = (
-    ("memory.current", "kpod_mem_usage_bytes"),
-    ("memory.peak", "kpod_mem_peak_bytes"),
-    ("memory.swap.current", "kpod_mem_swap_bytes"),
+    ("memory.current", USAGE),
+    ("memory.peak", PEAK),
+    ("memory.swap.current", SWAP),
 )
 
 
@@ -48,7 +47,7 @@ class MemoryCollector(PerCgroupCollector):
     families = FAMILIES
     files = ("memory.current", "memory.peak", "memory.swap.current", "memory.stat",
              "memory.events")
-    own_value = frozenset({"kpod_mem_peak_bytes"})  # a maximum, not a sum
+    own_value = frozenset({PEAK})  # a maximum, not a sum
 
     def samples_for(
         self, ref: CgroupRef, contents: dict[str, bytes], ctx: CollectContext
@@ -69,9 +68,9 @@ class MemoryCollector(PerCgroupCollector):
             parsed = parse_flat_keyed(stat)
             bad = parsed.malformed
             for key, family, kind in (
-                ("anon", "kpod_mem_anon_bytes", Kind.GAUGE),
-                ("file", "kpod_mem_file_bytes", Kind.GAUGE),
-                ("pgmajfault", "kpod_mem_cgroup_major_page_faults_total", Kind.CUMULATIVE),
+                ("anon", ANON, Kind.GAUGE),
+                ("file", FILE, Kind.GAUGE),
+                ("pgmajfault", MAJOR_FAULTS, Kind.CUMULATIVE),
             ):
                 value = parsed.values.get(key)
                 if value is None:
@@ -93,7 +92,7 @@ class MemoryCollector(PerCgroupCollector):
                 if value < 0:
                     bad += 1
                     continue
-                out.append(Sample("kpod_mem_events_total", cid, float(value), Kind.CUMULATIVE,
+                out.append(Sample(MEM_EVENTS, cid, float(value), Kind.CUMULATIVE,
                                   (("event", event),)))
             if bad:
                 ctx.count_error(self.name, bad)

@@ -32,24 +32,21 @@ from kpodmetrics.samples import HistogramSample, Kind, Sample
 NAME = "iface"
 MAX_ATTEMPTS = 6
 """pids tried per pod and cycle before giving up (each failure is counted)."""
-_FIELDS = tuple(
-    (f"{d}_{what}", f"kpod_net_iface_{d}_{what}_total", unit, text)
+_FIELDS: tuple[tuple[str, Family], ...] = tuple(
+    (f"{d}_{what}", Family(
+        f"kpod_net_iface_{d}_{what}_total", FamilyType.COUNTER,
+        f"{text} on the interface of the pod's network namespace (/proc/<pid>/net/dev).",
+        unit, ("interface",)))
     for d, dtext in (("rx", "received"), ("tx", "transmitted"))
     for what, unit, text in (
-        ("bytes", "bytes", f"Bytes {dtext}"),
+        ("bytes", "By", f"Bytes {dtext}"),
         ("packets", "", f"Packets {dtext}"),
         ("errors", "", f"Errors while packets were {dtext}"),
         ("drops", "", f"Packets dropped that would have been {dtext}"),
     )
 )
-FAMILIES = families.register(
-    *(
-        Family(fam, FamilyType.COUNTER,
-               f"{text} on the interface of the pod's network namespace (/proc/<pid>/net/dev).",
-               unit, ("interface",))
-        for _, fam, unit, text in _FIELDS
-    )
-)
+"""IfaceCounters attribute -> its family."""
+FAMILIES = families.register(*(fam for _, fam in _FIELDS))
 
 
 class IfaceCollector(FileCollector):
@@ -110,7 +107,7 @@ class IfaceCollector(FileCollector):
         labels = (("interface", ifname),)
         return [
             Sample(fam, cid, float(getattr(c, attr)), Kind.CUMULATIVE, labels, source)
-            for attr, fam, _, _ in _FIELDS
+            for attr, fam in _FIELDS
         ]
 
 

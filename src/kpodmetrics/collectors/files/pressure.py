@@ -19,27 +19,27 @@ from kpodmetrics.samples import Kind, Sample
 
 NAME = "pressure"
 RESOURCES = ("cpu", "memory", "io")
-FAMILIES = families.register(
-    *(
-        fam
-        for res in RESOURCES
-        for fam in (
-            Family(f"kpod_pressure_{res}_waiting_seconds_total", FamilyType.COUNTER,
-                   f"Time at least one task of the cgroup stalled on {res} "
-                   f"({res}.pressure some total).", "seconds"),
-            Family(f"kpod_pressure_{res}_stalled_seconds_total", FamilyType.COUNTER,
-                   f"Time all non-idle tasks of the cgroup stalled on {res} at once "
-                   f"({res}.pressure full total).", "seconds"),
-        )
+BY_ROW: dict[tuple[str, str], Family] = {
+    (res, row): fam
+    for res in RESOURCES
+    for row, fam in (
+        ("some", Family(f"kpod_pressure_{res}_waiting_seconds_total", FamilyType.COUNTER,
+                        f"Time at least one task of the cgroup stalled on {res} "
+                        f"({res}.pressure some total).", "s")),
+        ("full", Family(f"kpod_pressure_{res}_stalled_seconds_total", FamilyType.COUNTER,
+                        f"Time all non-idle tasks of the cgroup stalled on {res} at once "
+                        f"({res}.pressure full total).", "s")),
     )
-)
+}
+"""(resource, PSI row) -> family: some = waiting, full = stalled."""
+FAMILIES = families.register(*BY_ROW.values())
 
 
 class PressureCollector(PerCgroupCollector):
     name = NAME
     families = FAMILIES
     files = tuple(f"{res}.pressure" for res in RESOURCES)
-    own_value = frozenset(f.name for f in FAMILIES)  # overlapping stalls are one pod stall
+    own_value = frozenset(FAMILIES)  # overlapping stalls are one pod stall
 
     def samples_for(
         self, ref: CgroupRef, contents: dict[str, bytes], ctx: CollectContext
@@ -52,11 +52,11 @@ class PressureCollector(PerCgroupCollector):
             parsed = parse_psi(data)
             if parsed.malformed:
                 ctx.count_error(self.name, parsed.malformed)
-            for row, suffix in (("some", "waiting"), ("full", "stalled")):
+            for row in ("some", "full"):
                 pairs = parsed.rows.get(row)
                 if pairs is not None:
-                    out.append(Sample(f"kpod_pressure_{res}_{suffix}_seconds_total",
-                                      ref.cgroup_id, pairs["total"] / 1e6, Kind.CUMULATIVE))
+                    out.append(Sample(BY_ROW[(res, row)], ref.cgroup_id, pairs["total"] / 1e6,
+                                      Kind.CUMULATIVE))
         return out
 
 

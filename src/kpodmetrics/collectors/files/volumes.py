@@ -64,25 +64,24 @@ NODE_PATHS = (
     "/var/log", "/run", "/var/run",
 )
 
-FAMILIES = families.register(
-    Family("kpod_fs_capacity_bytes", FamilyType.GAUGE,
-           "Size of the pod volume's filesystem (statvfs f_blocks * f_frsize).", "bytes",
-           ("mountpoint",)),
-    Family("kpod_fs_usage_bytes", FamilyType.GAUGE,
-           "Used space of the pod volume's filesystem ((f_blocks - f_bfree) * f_frsize).",
-           "bytes", ("mountpoint",)),
-    Family("kpod_fs_available_bytes", FamilyType.GAUGE,
-           "Space available to unprivileged users (f_bavail * f_frsize).", "bytes",
-           ("mountpoint",)),
-    Family("kpod_fs_inodes", FamilyType.GAUGE,
-           "Inodes of the pod volume's filesystem (statvfs f_files).", "", ("mountpoint",)),
-    Family("kpod_fs_inodes_free", FamilyType.GAUGE,
-           "Free inodes of the pod volume's filesystem (statvfs f_ffree).", "",
-           ("mountpoint",)),
-    Family("kpod_fs_stuck_mounts", FamilyType.GAUGE,
-           "Volumes of the pod whose statvfs has not returned within its deadline; they "
-           "are skipped (no kpod_fs_* series) until the call returns", ""),
-)
+CAPACITY = Family("kpod_fs_capacity_bytes", FamilyType.GAUGE,
+                  "Size of the pod volume's filesystem (statvfs f_blocks * f_frsize).", "By",
+                  ("mountpoint",))
+USAGE = Family("kpod_fs_usage_bytes", FamilyType.GAUGE,
+               "Used space of the pod volume's filesystem ((f_blocks - f_bfree) * f_frsize).",
+               "By", ("mountpoint",))
+AVAILABLE = Family("kpod_fs_available_bytes", FamilyType.GAUGE,
+                   "Space available to unprivileged users (f_bavail * f_frsize).", "By",
+                   ("mountpoint",))
+INODES = Family("kpod_fs_inodes", FamilyType.GAUGE,
+                "Inodes of the pod volume's filesystem (statvfs f_files).", "", ("mountpoint",))
+INODES_FREE = Family("kpod_fs_inodes_free", FamilyType.GAUGE,
+                     "Free inodes of the pod volume's filesystem (statvfs f_ffree).", "",
+                     ("mountpoint",))
+STUCK = Family("kpod_fs_stuck_mounts", FamilyType.GAUGE,
+               "Volumes of the pod whose statvfs has not returned within its deadline; they "
+               "are skipped (no kpod_fs_* series) until the call returns", "")
+FAMILIES = families.register(CAPACITY, USAGE, AVAILABLE, INODES, INODES_FREE, STUCK)
 STAT_DEADLINE_MAX = 1.0
 """Seconds one statvfs may take before its mount counts as stuck (capped by a quarter
 of the collector's own deadline, so a few stuck mounts still fit in one cycle)."""
@@ -157,7 +156,7 @@ class FsCollector(FileCollector):
                     out.extend(self._measure(ctx, cid, pid, mountpoint, dev))
                 except Stuck:
                     stuck += 1
-            out.append(Sample("kpod_fs_stuck_mounts", cid, float(stuck), Kind.GAUGE))
+            out.append(Sample(STUCK, cid, float(stuck), Kind.GAUGE))
         return out
 
     def _host(self, ctx: CollectContext) -> _Host | None:
@@ -229,11 +228,11 @@ class FsCollector(FileCollector):
         frsize = vfs.f_frsize or vfs.f_bsize
         labels = (("mountpoint", mountpoint),)
         values = (
-            ("kpod_fs_capacity_bytes", vfs.f_blocks * frsize),
-            ("kpod_fs_usage_bytes", (vfs.f_blocks - vfs.f_bfree) * frsize),
-            ("kpod_fs_available_bytes", vfs.f_bavail * frsize),
-            ("kpod_fs_inodes", vfs.f_files),
-            ("kpod_fs_inodes_free", vfs.f_ffree),
+            (CAPACITY, vfs.f_blocks * frsize),
+            (USAGE, (vfs.f_blocks - vfs.f_bfree) * frsize),
+            (AVAILABLE, vfs.f_bavail * frsize),
+            (INODES, vfs.f_files),
+            (INODES_FREE, vfs.f_ffree),
         )
         return [Sample(fam, cid, float(v), Kind.GAUGE, labels) for fam, v in values]
 

@@ -18,13 +18,14 @@ from kpodmetrics.collectors.files.support.collector import FileCollector
 from kpodmetrics.collectors.files.support.files import Vanished, read_optional
 from kpodmetrics.collectors.files.support.podlevel import PodLedger
 from kpodmetrics.collectors.files.support.targets import pod_groups
+from kpodmetrics.families import Family
 from kpodmetrics.pods.owner import CgroupRef
 from kpodmetrics.samples import HistogramSample, Sample
 
 
 class PerCgroupCollector(FileCollector):
     files: Sequence[str] = ()
-    own_value: frozenset[str] = frozenset()
+    own_value: frozenset[Family] = frozenset()
     """Families that are not sums over the cgroup tree: the pod-level series reports the
     pod cgroup's own value instead of the remainder (docs/cgroup-signals.md)."""
 

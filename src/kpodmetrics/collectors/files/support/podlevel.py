@@ -29,14 +29,15 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
+from kpodmetrics.families import Family
 from kpodmetrics.samples import Kind, Labels, Sample
 
 SeriesKey = tuple[str, Labels, str]
-"""(family, labels, source) of one reading."""
+"""(family name, labels, source) of one reading."""
 
 
 def _key(s: Sample) -> SeriesKey:
-    return (s.family, s.labels, s.source)
+    return (s.family.name, s.labels, s.source)
 
 
 @dataclass(slots=True)
@@ -63,7 +64,7 @@ class PodLedger:
         self,
         pod_samples: Iterable[Sample],
         container_samples: Iterable[Sample],
-        own_value: Collection[str],
+        own_value: Collection[Family],
     ) -> list[Sample]:
         """The pod cgroup's samples rewritten as remainders (see module docstring);
         `container_samples` are this cycle's readings of its listed containers."""
