@@ -47,7 +47,14 @@ OTLP_ATTRIBUTE_NAMES = {
 
 
 class StoreProducer:
-    """Builds OTel `Metric`s from the store, renaming attributes for its exit."""
+    """Builds OTel `Metric`s from the store, renaming attributes for its exit.
+
+    Points carry the time of the collection they describe. A series whose first value
+    was a kernel total (`Series.reset_start`: the cgroup's history from before the
+    agent saw it) is sent as a true reset point (start = time) until one export that
+    contained it was delivered (`confirm()`); from then on its start is the first
+    reading, so a backend counts growth since then, never the history (docs/export.md).
+    """
 
     def __init__(self, store: SeriesStore, rename: Mapping[str, str] | None = None,
                  with_units: bool = True) -> None:
@@ -55,9 +62,21 @@ class StoreProducer:
         self.rename = dict(rename or {})
         self.with_units = with_units
         self._broken: set[str] = set()
+        self._produced_ns = 0
+        self._delivered_ns = 0
+
+    def confirm(self) -> None:
+        """The last `produce()` output reached the backend."""
+        self._delivered_ns = self._produced_ns
+
+    def _start(self, s: Series, now: int) -> int:
+        if s.reset_start and s.start_ns > self._delivered_ns:
+            return now
+        return min(s.start_ns, now)
 
     def produce(self) -> list[Metric]:
-        now = time.time_ns()
+        now = self.store.collected_ns or time.time_ns()
+        self._produced_ns = now
         out: list[Metric] = []
         for family, rows in self.store.snapshot():
             if not rows:
@@ -85,7 +104,7 @@ class StoreProducer:
                 per_bucket.append(total - (cum[-1] if cum else 0))
                 points.append(HistogramDataPoint(
                     attributes={rename.get(k, k): v for k, v in s.labels},
-                    start_time_unix_nano=s.start_ns, time_unix_nano=now,
+                    start_time_unix_nano=self._start(s, now), time_unix_nano=now,
                     count=total, sum=s.total * family.scale,
                     bucket_counts=per_bucket, explicit_bounds=bounds,
                     min=None, max=None,  # type: ignore[arg-type]  # unknown: unset in OTLP
@@ -95,7 +114,8 @@ class StoreProducer:
             nps = [
                 NumberDataPoint(
                     attributes={rename.get(k, k): v for k, v in s.labels},
-                    start_time_unix_nano=s.start_ns, time_unix_nano=now, value=s.value,
+                    start_time_unix_nano=self._start(s, now), time_unix_nano=now,
+                    value=s.value,
                 )
                 for s in rows
             ]

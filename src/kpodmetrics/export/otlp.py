@@ -78,8 +78,11 @@ class OtlpPusher:
     """Owns the OTLP reader, exporter and worker thread."""
 
     def __init__(self, url: str, headers: dict[str, str], producer: Callable[[], list[Metric]],
-                 interval: float, timeout: float | None = None) -> None:
+                 interval: float, timeout: float | None = None,
+                 on_delivered: Callable[[], None] | None = None) -> None:
         self.url = url
+        self._on_delivered = on_delivered
+        """Told after each delivered export (start times of reset series, otel.py)."""
         self.stats = PushStats()
         self._stats_lock = threading.Lock()
         self.reader = InMemoryReaderWithProducers(producers=[producer])
@@ -95,13 +98,13 @@ class OtlpPusher:
         self._thread = threading.Thread(target=self._run, name="kpod-otlp-push", daemon=True)
 
     @classmethod
-    def from_settings(cls, settings: Settings, producer: Callable[[], list[Metric]]
-                      ) -> OtlpPusher | None:
+    def from_settings(cls, settings: Settings, producer: Callable[[], list[Metric]],
+                      on_delivered: Callable[[], None] | None = None) -> OtlpPusher | None:
         url = metrics_url(settings)
         if not url:
             return None
         return cls(url, parse_otlp_headers(settings.otlp_headers), producer,
-                   settings.poll_interval)
+                   settings.poll_interval, on_delivered=on_delivered)
 
     def _count_attempt(self) -> None:
         with self._stats_lock:
@@ -141,6 +144,8 @@ class OtlpPusher:
             if data is not None:
                 ok = self.exporter.export(data, timeout_millis=self.timeout * 1000) \
                     is MetricExportResult.SUCCESS
+                if ok and self._on_delivered is not None:
+                    self._on_delivered()
         except Exception:  # never let the push thread die
             _log.exception("OTLP push to %s failed", self.url)
         with self._stats_lock:

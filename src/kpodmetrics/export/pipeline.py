@@ -56,7 +56,9 @@ class Pipeline:
         )
         self.otlp_producer = StoreProducer(store, rename=OTLP_ATTRIBUTE_NAMES)
         self.otlp: OtlpPusher | None = (
-            OtlpPusher.from_settings(settings, self.otlp_producer.produce) if settings else None
+            OtlpPusher.from_settings(settings, self.otlp_producer.produce,
+                                     on_delivered=self.otlp_producer.confirm)
+            if settings else None
         )
         readers: list[MetricReader] = [self.prom_reader, *extra_readers]
         if self.otlp is not None:

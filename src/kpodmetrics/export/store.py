@@ -11,6 +11,12 @@ this cycle's readings of all its cgroups (nested container cgroups, every cgroup
 the unresolved aggregate), and a gauge series that got no reading this cycle leaves
 the export (a dead container's last memory usage must not linger through its
 back-off). Agent self-metric gauges keep the last value.
+
+Start times (OTLP `start_time_unix_nano`, docs/export.md): a series created by a
+delta starts at the previous collection (the interval its first delta covers); one
+created by a kernel total starts at that first reading and is marked `reset_start`,
+because its first value is the cgroup's whole unknown history: its first point is a
+"true reset point" (start = time) for backends, not an increase.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ class Series:
     total: float = 0.0
     cycle: int = -1
     """Gauges: the store cycle of the last reading (readings of one cycle are summed)."""
+    reset_start: bool = False
+    """Created by a kernel total: its first value holds history from before start_ns."""
 
     @property
     def count(self) -> int:
@@ -103,6 +111,9 @@ class SeriesStore:
         self._raw: dict[tuple[str, int, Labels, str], tuple[float, int]] = {}
         self._tracker_ttl = tracker_ttl_cycles
         self._cycle = 0
+        self._created_ns = time.time_ns()
+        self.collected_ns = 0
+        """Wall time of the last `apply` (the time of the exported points); 0 before."""
         self._declared: set[str] = set()
         # owner gauge series read in the last cycle: the ones not read again go stale
         self._levels: set[tuple[str, Labels]] = set()
@@ -127,6 +138,8 @@ class SeriesStore:
         levels: set[tuple[str, Labels]] = set()
         with self._lock:
             self._cycle += 1
+            # a delta read now covers the time since the previous collection
+            since = self.collected_ns or self._created_ns
             for s in samples:
                 owner = resolver.resolve(s.cgroup_id)
                 if owner is None:
@@ -141,10 +154,11 @@ class SeriesStore:
                 family = s.family
                 labels = self._static + owner.labels + s.labels
                 if isinstance(s, HistogramSample):
-                    self._add_histogram(family, labels, owner.key, s, now)
+                    self._add_histogram(family, labels, owner.key, s, since)
                 else:
-                    series = self._add_scalar(family, labels, owner.key, s, now, stats,
-                                              sum_levels=True)
+                    series = self._add_scalar(family, labels, owner.key, s,
+                                              now if s.kind is Kind.CUMULATIVE else since,
+                                              stats, sum_levels=True)
                     if s.kind is Kind.GAUGE:
                         levels.add((family.name, series.labels))
                 stats.applied += 1
@@ -154,11 +168,13 @@ class SeriesStore:
             for owner in resolver.drain_removed():
                 self._drop_owner_locked(owner.key)
             self._prune_trackers_locked()
+            self.collected_ns = now
         return stats
 
     def apply_agent(self, samples: Iterable[Sample | HistogramSample]) -> None:
-        """Fold agent self-metrics (no owner labels; never dropped with a pod)."""
-        now = time.time_ns()
+        """Fold agent self-metrics (no owner labels; never dropped with a pod). Their
+        totals count from the agent's start, which is their start time."""
+        now = self._created_ns
         scratch = ApplyStats()
         with self._lock:
             for s in samples:
@@ -169,7 +185,7 @@ class SeriesStore:
                 else:
                     self._add_scalar(family, labels, AGENT_KEY, s, now, scratch)
 
-    def _get(self, family: Family, labels: Labels, owner_key: str, now: int) -> Series:
+    def _get(self, family: Family, labels: Labels, owner_key: str, start_ns: int) -> Series:
         known = self._families.setdefault(family.name, family)
         if known is not family and known != family:
             raise ValueError(f"two different families are named {family.name}")
@@ -187,10 +203,10 @@ class SeriesStore:
                 self._folded_by_owner.setdefault(owner_key, []).append(key)
                 self._dropped[family.name] = self._dropped.get(family.name, 0) + 1
             if folded is not None:
-                return self._get(family, folded, OVERFLOW_KEY, now)
+                return self._get(family, folded, OVERFLOW_KEY, start_ns)
             self._owner_total += 1
             self._family_owned[family.name] = self._family_owned.get(family.name, 0) + 1
-        series = Series(labels=labels, owner_key=owner_key, start_ns=now)
+        series = Series(labels=labels, owner_key=owner_key, start_ns=start_ns)
         per_family[labels] = series
         self._by_owner.setdefault(owner_key, set()).add((family.name, labels))
         return series
@@ -207,12 +223,12 @@ class SeriesStore:
         labels: Labels,
         owner_key: str,
         s: Sample,
-        now: int,
+        start_ns: int,
         stats: ApplyStats,
         *,
         sum_levels: bool = False,
     ) -> Series:
-        series = self._get(family, labels, owner_key, now)
+        series = self._get(family, labels, owner_key, start_ns)
         if s.kind is Kind.GAUGE:
             if sum_levels and series.cycle == self._cycle:
                 series.value += s.value  # another cgroup of the same owner this cycle
@@ -228,6 +244,8 @@ class SeriesStore:
             if prev is None or s.value < prev[0]:
                 if prev is not None:
                     stats.resets += 1
+                elif series.value == 0 and not series.reset_start and owner_key != AGENT_KEY:
+                    series.reset_start = True  # first value: a lifetime of unknown start
                 delta = s.value
             else:
                 delta = s.value - prev[0]
@@ -236,9 +254,9 @@ class SeriesStore:
         return series
 
     def _add_histogram(
-        self, family: Family, labels: Labels, owner_key: str, s: HistogramSample, now: int
+        self, family: Family, labels: Labels, owner_key: str, s: HistogramSample, start_ns: int
     ) -> None:
-        series = self._get(family, labels, owner_key, now)
+        series = self._get(family, labels, owner_key, start_ns)
         if len(series.slots) < len(s.slots):
             series.slots.extend([0] * (len(s.slots) - len(series.slots)))
         for i, c in enumerate(s.slots):
@@ -313,7 +331,7 @@ class SeriesStore:
                 family = self._families[name]
                 rows = [
                     Series(s.labels, s.owner_key, s.start_ns, s.value, list(s.slots), s.total,
-                           s.cycle)
+                           s.cycle, s.reset_start)
                     for s in self._series.get(name, {}).values()
                 ]
                 out.append((family, rows))
