@@ -46,7 +46,7 @@ def test_kernel_totals_start_as_reset_points_deltas_at_the_previous_collection()
     assert pipe.otlp is not None
     try:
         created = store.collected_ns  # 0: nothing collected yet
-        store.apply([Sample(C.name, 1, 5000.0, Kind.CUMULATIVE), Sample(C.name, 2, 3.0)], r)
+        store.apply([Sample(C, 1, 5000.0, Kind.CUMULATIVE), Sample(C, 2, 3.0)], r)
         t1 = store.collected_ns
         assert t1 > created
         assert pipe.otlp.push_once()
@@ -54,8 +54,8 @@ def test_kernel_totals_start_as_reset_points_deltas_at_the_previous_collection()
         assert p["/old"] == (t1, t1, 5000.0)  # true reset point: the history is no increase
         assert p["/bpf"][1] == t1 and p["/bpf"][0] < t1 and p["/bpf"][2] == 3.0
 
-        store.apply([Sample(C.name, 1, 5100.0, Kind.CUMULATIVE), Sample(C.name, 2, 1.0),
-                     Sample(C.name, 3, 2.0)], r)
+        store.apply([Sample(C, 1, 5100.0, Kind.CUMULATIVE), Sample(C, 2, 1.0),
+                     Sample(C, 3, 2.0)], r)
         t2 = store.collected_ns
         assert pipe.otlp.push_once()
         p = points(rx, 2)
@@ -64,18 +64,18 @@ def test_kernel_totals_start_as_reset_points_deltas_at_the_previous_collection()
         assert p["/late"] == (t1, t2, 2.0)  # its delta covers (t1, t2]
 
         # a push that fails: the new kernel total stays a reset point until one arrives
-        store.apply([Sample(C.name, 4, 7000.0, Kind.CUMULATIVE)], r)
+        store.apply([Sample(C, 4, 7000.0, Kind.CUMULATIVE)], r)
         t3 = store.collected_ns
         rx.fail_with = 400
         assert not pipe.otlp.push_once()
         rx.fail_with = 0
-        store.apply([Sample(C.name, 4, 7010.0, Kind.CUMULATIVE)], r)
+        store.apply([Sample(C, 4, 7010.0, Kind.CUMULATIVE)], r)
         t4 = store.collected_ns
         assert pipe.otlp.push_once()
         p = points(rx, 3)
         assert p["/new"] == (t4, t4, 7010.0)
         assert p["/old"] == (t1, t4, 5100.0)
-        store.apply([Sample(C.name, 4, 7020.0, Kind.CUMULATIVE)], r)
+        store.apply([Sample(C, 4, 7020.0, Kind.CUMULATIVE)], r)
         t5 = store.collected_ns
         assert pipe.otlp.push_once()
         p = points(rx, 4)
