@@ -20,7 +20,7 @@ PORT ?= 9090
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= kpod-metrics:$(VERSION)
 
-.PHONY: image base-image all deps-run deps-test deps-vm vm-kernels test-kernels kernels-doc venv venv-dev bpf vmlinux run test test-unit test-kernel test-e2e lint typecheck clean bench bench-quick
+.PHONY: image base-image all deps-run deps-test deps-vm vm-kernels test-kernels test-kernels-host kernels-doc venv venv-dev bpf vmlinux run test test-unit test-kernel test-e2e lint typecheck clean bench bench-quick
 
 all: bpf
 
@@ -57,8 +57,23 @@ VM_SUITES ?= bullseye bookworm trixie
 deps-vm: deps-test
 	@bash scripts/vm/ensure-deps.sh $(VENV)
 
+VM_MATRIX_OUT ?= /var/cache/kpod-metrics/matrix
+
 vm-kernels: deps-vm
 	@for s in $(VM_SUITES); do bash scripts/vm/fetch-kernel.sh $$s; done
+
+# tests/matrix + tests/kernel + tests/e2e inside each kernel's VM (CI passed through);
+# results in $(VM_MATRIX_OUT)/<suite>/. Fails when any kernel's run fails.
+test-kernels: deps-vm
+	VM_MATRIX_OUT=$(VM_MATRIX_OUT) bash scripts/vm/matrix.sh $(VM_SUITES)
+
+# the same selection on this machine's kernel (the matrix's `host` column)
+test-kernels-host: deps-test
+	VM_MATRIX_OUT=$(VM_MATRIX_OUT) bash scripts/vm/matrix.sh host
+
+# docs/kernels.md from the last results of test-kernels (+ test-kernels-host)
+kernels-doc:
+	$(PY) scripts/vm/kernels_doc.py --results $(VM_MATRIX_OUT) --out docs/kernels.md
 
 ## run the agent standalone (no Kubernetes needed), metrics on :$(PORT)
 run: deps-run

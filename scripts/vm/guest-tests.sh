@@ -4,7 +4,7 @@
 # $VM_OUT:
 #   kernel.txt    uname -r
 #   probe.json    `kpod-metrics probe --json` (probe.txt: its plain output when --json
-#                 is not there)
+#                 is not there; probe.err: its log, e.g. verifier output)
 #   junit.xml     pytest's results; pytest.log its output
 #   seconds.txt   wall seconds the tests took inside the guest
 # Exit code: pytest's.
@@ -19,7 +19,7 @@ if "$py" -m kpodmetrics probe --help 2>/dev/null | grep -q -- '--json'; then
   "$py" -m kpodmetrics probe --profile comprehensive --json >"$out/probe.json" 2>"$out/probe.err" \
     || echo "guest-tests: probe --json exited $?" >&2
 else
-  "$py" -m kpodmetrics probe --profile comprehensive >"$out/probe.txt" 2>&1 \
+  "$py" -m kpodmetrics probe --profile comprehensive >"$out/probe.txt" 2>"$out/probe.err" \
     || echo "guest-tests: probe exited $?" >&2
 fi
 

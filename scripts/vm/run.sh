@@ -43,7 +43,7 @@ mkfs.ext4 -q -F -L kpodscratch "$disk"
 # agent refuses unknown KPOD_ settings.)
 envs=("CI=${CI:-}" "VM_SCRATCH=/var/tmp" "VM_SUITE=$suite" "VM_KERNEL=$ver"
       "PATH=$venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-      "HOME=/root" "LANG=C.UTF-8")
+      "HOME=/root" "LANG=C.UTF-8" "PYTHONUNBUFFERED=1")
 [ -n "$out" ] && envs+=("VM_OUT=$out")
 # shellcheck disable=SC2206
 [ -n "${VM_ENV:-}" ] && envs+=(${VM_ENV})

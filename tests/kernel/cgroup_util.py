@@ -25,6 +25,47 @@ def unified_root() -> str:
     return cgroupfs.detect_root(None)
 
 
+def v2_controllers() -> set[str]:
+    """Controllers enabled for children of the unified root (its cgroup.subtree_control).
+
+    A pure-v2 node (the kernel VMs of scripts/vm) has cpu, memory, io, pids there; a
+    hybrid host's controller-less unified tree has none."""
+    with open(os.path.join(unified_root(), "cgroup.subtree_control")) as fh:
+        return set(fh.read().split())
+
+
+def require_v2(*controllers: str) -> None:
+    """Skip unless the unified hierarchy enables `controllers` for its children.
+
+    Inside a kernel VM (VM_KERNEL set by scripts/vm/run.sh) they must be there: fail.
+    Elsewhere (a hybrid host) the skip names the missing unified controllers."""
+    import pytest
+
+    missing = sorted(set(controllers) - v2_controllers())
+    if not missing:
+        return
+    reason = (f"needs the {', '.join(missing)} controller(s) in the unified cgroup v2 hierarchy "
+              f"(pure cgroup v2); {unified_root()} enables "
+              f"{', '.join(sorted(v2_controllers())) or 'none'}")
+    if os.environ.get("VM_KERNEL"):
+        pytest.fail(f"in the kernel VM: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def write(cg: KernelCgroup | str, name: str, value: str) -> None:
+    """Write one cgroup interface file (e.g. memory.max) of `cg`."""
+    path = cg.path if isinstance(cg, KernelCgroup) else cg
+    with open(os.path.join(path, name), "w") as fh:
+        fh.write(value)
+
+
+def read_keyed(cg: KernelCgroup | str, name: str) -> dict[str, int]:
+    """A flat-keyed cgroup file (memory.events, cpu.stat, memory.stat) as ints: the oracle."""
+    path = cg.path if isinstance(cg, KernelCgroup) else cg
+    with open(os.path.join(path, name)) as fh:
+        return {k: int(v) for k, v in (line.split() for line in fh if line.strip())}
+
+
 class KernelCgroup:
     """A cgroup v2 directory owned by one test."""
 
@@ -53,13 +94,19 @@ class KernelCgroup:
 
 
 @contextlib.contextmanager
-def make_cgroups(*names: str, parent: str | None = None) -> Iterator[list[KernelCgroup]]:
-    """Create kpod-test-<uuid>/<name> for each name; kill their tasks and remove all after."""
+def make_cgroups(*names: str, parent: str | None = None,
+                 controllers: tuple[str, ...] = ()) -> Iterator[list[KernelCgroup]]:
+    """Create kpod-test-<uuid>/<name> for each name; kill their tasks and remove all after.
+
+    `controllers` (pure v2): enabled in kpod-test-<uuid>'s subtree_control, so each
+    child has their interface files (memory.max, cpu.max, io.stat ...)."""
     root = parent or unified_root()
     base = os.path.join(root, f"kpod-test-{uuid.uuid4().hex[:10]}")
     os.mkdir(base)
     made: list[KernelCgroup] = []
     try:
+        if controllers:
+            write(base, "cgroup.subtree_control", " ".join(f"+{c}" for c in controllers))
         for n in names:
             p = os.path.join(base, n)
             os.makedirs(p)

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The kernel matrix: for each Debian suite, boot its kernel (run.sh) and run
+# guest-tests.sh there (tests/matrix, tests/kernel, tests/e2e with CI passed through);
+# `host` runs the same selection on this machine's own kernel instead of a VM.
+# Results per kernel in $VM_MATRIX_OUT/<suite>/ (junit.xml, probe.json|txt, pytest.log,
+# kernel.txt, seconds.txt = guest test time, vm-seconds.txt = boot + tests).
+# Exit code: non-zero when any kernel's run failed or a VM did not report.
+#   scripts/vm/matrix.sh [SUITE|host ...]      (default: bullseye bookworm trixie)
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+out=${VM_MATRIX_OUT:-/var/cache/kpod-metrics/matrix}
+suites=("$@")
+[ ${#suites[@]} -gt 0 ] || suites=(bullseye bookworm trixie)
+cd "$root"
+
+failed=()
+for suite in "${suites[@]}"; do
+  dir=$out/$suite
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  start=$(date +%s)
+  rc=0
+  if [ "$suite" = host ]; then
+    VM_OUT=$dir bash "$here/guest-tests.sh" || rc=$?
+  else
+    bash "$here/run.sh" "$suite" --out "$dir" -- bash "$here/guest-tests.sh" || rc=$?
+  fi
+  echo $(( $(date +%s) - start )) >"$dir/vm-seconds.txt"
+  echo "$rc" >"$dir/exit-code.txt"
+  if [ "$rc" -ne 0 ] || [ ! -s "$dir/junit.xml" ]; then
+    failed+=("$suite(exit $rc)")
+  fi
+  # The exit code must have come out of the VM: junit with failures and exit 0 means
+  # the layer lost it (a failing matrix would read as a passing one).
+  if [ "$rc" -eq 0 ] && grep -Eq '<testsuite[^>]* (failures|errors)="[1-9]' "$dir/junit.xml" 2>/dev/null; then
+    echo "matrix: $suite: junit.xml has failures but the VM exited 0: exit code lost" >&2
+    failed+=("$suite(exit code lost)")
+  fi
+  echo "matrix: $suite ($(cat "$dir/kernel.txt" 2>/dev/null || echo '?')): exit $rc," \
+       "$(cat "$dir/vm-seconds.txt") s with boot" >&2
+done
+
+"$root/${VENV:-.venv}/bin/python" "$here/kernels_doc.py" --results "$out" --summary "${suites[@]}" || true
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "matrix: FAILED on ${failed[*]}" >&2
+  exit 1
+fi

@@ -1,0 +1,60 @@
+"""cpu.max throttling on pure cgroup v2, against the spinner's own CPU time.
+
+A helper (started in the cgroup) spins for SPIN_MS of wall time in a cgroup limited to QUOTA_US per
+PERIOD_US. Oracles: its rusage (wait4) and the wall time from its start. It can have used at most
+one quota per elapsed period (plus one), so it must have been throttled; cpu.stat
+must say so (nr_throttled > 0, throttled_usec > 0, usage_usec covering the
+helper's rusage); and the cpustat collector exports exactly cpu.stat's values.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from kpodmetrics.collectors.files.cpu_stat import CpuStatCollector
+from tests.conftest import require_root
+from tests.kernel.cgroup_util import build_helper, make_cgroups, read_keyed, require_v2, spawn_in, write
+from tests.kernel.test_cgfiles_real import collect, ref_of
+
+pytestmark = pytest.mark.kernel
+QUOTA_US = 10_000
+PERIOD_US = 100_000
+SPIN_MS = 1500
+
+
+def test_cpu_max_throttles_and_the_collector_says_so() -> None:
+    require_root()
+    require_v2("cpu")
+    with make_cgroups("limited", controllers=("cpu",)) as (cg,):
+        write(cg, "cpu.max", f"{QUOTA_US} {PERIOD_US}")
+        t0 = time.monotonic()  # the helper's start-up runs under the limit too
+        p = spawn_in(cg, [build_helper("workload"), "spin", str(SPIN_MS)],
+                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert p.stdin is not None and p.stdout is not None
+        assert p.stdout.readline() == b"ready\n"
+        p.stdin.write(b"g")
+        p.stdin.flush()
+        assert p.stdout.readline() == b"done\n"
+        wall = time.monotonic() - t0
+        p.kill()
+        _pid, _status, ru = os.wait4(p.pid, 0)
+        p.returncode = -9
+        stat = read_keyed(cg, "cpu.stat")
+        got, errors = collect(CpuStatCollector(), [ref_of(cg)])
+    cpu = ru.ru_utime + ru.ru_stime
+    print(f"\ncpu.max {QUOTA_US}/{PERIOD_US}: wall {wall:.2f}s, helper cpu {cpu:.3f}s, cpu.stat {stat}")
+    assert errors == {}
+    # the limit held: no more than one quota per elapsed period (+2 for the edges, and
+    # 5 % for the slice the kernel hands out before it checks the quota)
+    assert cpu <= (wall * 1e6 / PERIOD_US + 2) * QUOTA_US / 1e6 * 1.05
+    assert stat["nr_throttled"] > 0 and stat["throttled_usec"] > 0
+    assert stat["nr_throttled"] <= stat["nr_periods"]
+    assert stat["usage_usec"] >= cpu * 1e6 * 0.95
+    assert got[("kpod_cpu_periods_total", cg.id, ())] == stat["nr_periods"]
+    assert got[("kpod_cpu_throttled_periods_total", cg.id, ())] == stat["nr_throttled"]
+    assert got[("kpod_cpu_throttled_seconds_total", cg.id, ())] == stat["throttled_usec"] / 1e6
+    assert got[("kpod_cpu_usage_seconds_total", cg.id, ())] == stat["usage_usec"] / 1e6
