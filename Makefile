@@ -10,7 +10,7 @@ BPF_SRC := $(wildcard ebpf/*.bpf.c)
 BPF_OBJ_DIR := src/kpodmetrics/bpf/objects
 BPF_OBJ := $(patsubst ebpf/%.bpf.c,$(BPF_OBJ_DIR)/%.bpf.o,$(BPF_SRC))
 BPF_HDR := $(wildcard ebpf/*.h)
-BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) -I vmlinux/$(ARCH) -I ebpf -Wall -Werror -Wno-unused-function
+BPF_CFLAGS := -g -O2 -target bpf -fdebug-prefix-map=$(CURDIR)=. -D__TARGET_ARCH_$(BPF_ARCH) -I vmlinux/$(ARCH) -I ebpf -Wall -Werror -Wno-unused-function
 APT_RUN := libbpf1 python3-venv
 APT_BUILD := clang llvm libbpf-dev bpftool
 APT_IMAGE := podman runc mmdebstrap

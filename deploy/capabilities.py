@@ -38,12 +38,14 @@ from kpodmetrics.pods import cgroupfs
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "deploy.md"
+VOLUME_BYTES = 8 << 20
 BEGIN, END = "<!-- capabilities:begin -->", "<!-- capabilities:end -->"
 
 
 @contextlib.contextmanager
-def workload() -> Iterator[dict[str, str]]:
-    """Start the busy and the foreign-volume workloads in kpod-test-caps-* cgroups."""
+def workload(spinners: int = 1) -> Iterator[dict[str, str]]:
+    """Start the busy and the foreign-volume workloads in kpod-test-caps-* cgroups:
+    {"busy": path, "vol": path} (paths below the v2 root; the volume is VOLUME_BYTES)."""
     root = cgroupfs.detect_root(None)
     base = os.path.join(root, f"kpod-test-caps-{uuid.uuid4().hex[:8]}")
     busy, vol = os.path.join(base, "busy"), os.path.join(base, "vol")
@@ -61,9 +63,9 @@ def workload() -> Iterator[dict[str, str]]:
             fh.write(str(os.getpid()))
 
     try:
-        procs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"],
-                                      preexec_fn=lambda: into(busy)))
-        script = (f"mount -t tmpfs -o size=8m kpodcaps {mnt} && chown 65534:65534 {mnt} && "
+        procs += [subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                                   preexec_fn=lambda: into(busy)) for _ in range(spinners)]
+        script = (f"mount -t tmpfs -o size={VOLUME_BYTES} kpodcaps {mnt} && chown 65534:65534 {mnt} && "
                   "exec setpriv --reuid 65534 --regid 65534 --clear-groups sleep 3600")
         procs.append(subprocess.Popen(["unshare", "--mount", "--propagation", "private",
                                        "sh", "-c", script], preexec_fn=lambda: into(vol)))

@@ -45,6 +45,7 @@ class AgentSpec:
     seccomp: str
     """RuntimeDefault, Unconfined or Localhost (container level, else pod level)."""
     user: str
+    host_pid: bool
     mounts: list[tuple[str, str, bool, str]] = field(default_factory=list)
     """(host path, container path, read-only, propagation)."""
     tmpfs: list[tuple[str, str]] = field(default_factory=list)
@@ -79,6 +80,7 @@ def agent_spec(docs: Sequence[Obj], node_name: str) -> AgentSpec:
         no_new_privileges=sc.get("allowPrivilegeEscalation") is False,
         seccomp=seccomp,
         user=f"{sc.get('runAsUser', 0)}:{sc.get('runAsGroup', 0)}",
+        host_pid=bool(pod.get("hostPID")),
         args=list(ctr.get("args", [])),
     )
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
@@ -126,6 +128,8 @@ def podman_args(spec: AgentSpec, image: str, *, name: str, env: Mapping[str, str
         raise ManifestError(f"seccomp {spec.seccomp}: only RuntimeDefault and Unconfined are translated")
     if host_network:
         out += ["--network", "host"]
+    if spec.host_pid:
+        out += ["--pid", "host"]
     for host, ctr, ro, prop in spec.mounts:
         opts = ",".join(filter(None, ["ro" if ro else "rw", prop]))
         out += ["-v", f"{host}:{ctr}:{opts}"]

@@ -23,7 +23,12 @@ from kpodmetrics.collectors.base import CollectContext
 from kpodmetrics.collectors.files.support.collector import FileCollector
 from kpodmetrics.collectors.files.support.files import read_bounded
 from kpodmetrics.collectors.files.support.netdev import IfaceCounters, parse_net_dev
-from kpodmetrics.collectors.files.support.procs import host_pid, ns_inode, pids_by_dir
+from kpodmetrics.collectors.files.support.procs import (
+    host_pid,
+    ns_inode,
+    pids_by_dir,
+    require_host_pid_namespace,
+)
 from kpodmetrics.collectors.files.support.targets import PodGroup, pod_groups
 from kpodmetrics.config import Settings
 from kpodmetrics.families import Family, FamilyType
@@ -53,10 +58,15 @@ class IfaceCollector(FileCollector):
     name = NAME
     families = FAMILIES
 
-    def __init__(self, skip_interfaces: Sequence[str] = ("lo",), host_pid: int = 1) -> None:
+    def __init__(self, skip_interfaces: Sequence[str] = ("lo",), host_pid: int = 1,
+                 proc_root: str = "/proc") -> None:
         self.skip = frozenset(skip_interfaces)
         self.host_pid = host_pid
         """A process in the host's namespaces (init of the host procfs by default)."""
+        self.proc_root = proc_root
+
+    def start(self) -> None:
+        require_host_pid_namespace(self.proc_root)
 
     def collect(self, ctx: CollectContext) -> Iterable[Sample | HistogramSample]:
         try:
@@ -123,4 +133,5 @@ def read_netns(proc_root: str, pid: int) -> tuple[int, bytes]:
 
 
 def create(settings: Settings) -> IfaceCollector:
-    return IfaceCollector(host_pid=host_pid(settings.host_pid, settings.proc_root))
+    return IfaceCollector(host_pid=host_pid(settings.host_pid, settings.proc_root),
+                          proc_root=settings.proc_root)

@@ -40,7 +40,12 @@ from kpodmetrics.collectors.base import CollectContext
 from kpodmetrics.collectors.files.support.collector import FileCollector
 from kpodmetrics.collectors.files.support.files import read_bounded
 from kpodmetrics.collectors.files.support.mountinfo import Mount, parse_mountinfo
-from kpodmetrics.collectors.files.support.procs import host_pid, ns_inode, pids_by_dir
+from kpodmetrics.collectors.files.support.procs import (
+    host_pid,
+    ns_inode,
+    pids_by_dir,
+    require_host_pid_namespace,
+)
 from kpodmetrics.collectors.files.support.stuckmounts import MountProber, Stuck
 from kpodmetrics.collectors.files.support.targets import PodGroup, pod_groups
 from kpodmetrics.config import Settings
@@ -129,10 +134,15 @@ class FsCollector(FileCollector):
     name = NAME
     families = FAMILIES
 
-    def __init__(self, host_pid: int = 1, stat_deadline: float = STAT_DEADLINE_MAX) -> None:
+    def __init__(self, host_pid: int = 1, stat_deadline: float = STAT_DEADLINE_MAX,
+                 proc_root: str = "/proc") -> None:
         self.host_pid = host_pid
         """A process in the host's mount namespace (init of the host procfs by default)."""
         self.prober = MountProber(stat_deadline)
+        self.proc_root = proc_root
+
+    def start(self) -> None:
+        require_host_pid_namespace(self.proc_root)
 
     def close(self) -> None:
         self.prober.close()
@@ -239,4 +249,5 @@ class FsCollector(FileCollector):
 
 def create(settings: Settings) -> FsCollector:
     return FsCollector(host_pid=host_pid(settings.host_pid, settings.proc_root),
-                       stat_deadline=min(STAT_DEADLINE_MAX, settings.collector_deadline / 4))
+                       stat_deadline=min(STAT_DEADLINE_MAX, settings.collector_deadline / 4),
+                       proc_root=settings.proc_root)

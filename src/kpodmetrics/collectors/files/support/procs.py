@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from kpodmetrics.collectors.base import CollectContext
+from kpodmetrics.collectors.base import CollectContext, CollectorUnavailable
 from kpodmetrics.collectors.files.support.targets import (
     MAX_PIDS_TRIED,
     PodGroup,
@@ -29,7 +29,9 @@ def pids_by_dir(
     group: PodGroup, known_paths: set[str], ctx: CollectContext, collector: str
 ) -> Iterator[tuple[str, list[int]]]:
     """(cgroup dir, up to MAX_PIDS_TRIED of its pids) for each dir that has processes.
-    An unreadable or vanished cgroup.procs is counted and skipped."""
+    An unreadable or vanished cgroup.procs is counted and skipped. The pids are those
+    of this process's pid namespace, which collectors using them must share with the
+    proc root (`require_host_pid_namespace`)."""
     for d in candidate_dirs(group, known_paths):
         try:
             pids = read_procs(d)
@@ -38,6 +40,30 @@ def pids_by_dir(
             continue
         if pids:
             yield d, pids[:MAX_PIDS_TRIED]
+
+
+def foreign_pid_namespace(proc_root: str) -> bool:
+    """True when the proc root belongs to another pid namespace than this process
+    (its `self` link names us by another number)."""
+    try:
+        return os.readlink(os.path.join(proc_root, "self")) != str(os.getpid())
+    except OSError:
+        return False
+
+
+def require_host_pid_namespace(proc_root: str) -> None:
+    """Refuse to start a collector that finds pods' processes through cgroup.procs
+    when this process is in another pid namespace than the proc root.
+
+    cgroup.procs prints pids as the *reader's* pid namespace knows them: from a pod
+    without hostPID the host's processes read as 0 and our own as numbers that name
+    other processes under the proc root. Such a collector could only see nothing or
+    the wrong process, so it is reported down with the remedy instead."""
+    if foreign_pid_namespace(proc_root):
+        raise CollectorUnavailable(
+            f"this agent runs in another pid namespace than {proc_root}: cgroup.procs "
+            "names the host's processes as 0, so pods' processes cannot be found "
+            "(run in the host pid namespace: hostPID: true, as the DaemonSet does)")
 
 
 def host_pid(setting: str, proc_root: str) -> int:
