@@ -156,13 +156,17 @@ def running(image: str, name: str, port: int, *, overlay: str = "standard",
             seccomp: str | None = None) -> Iterator[str]:
     """The agent container started as the overlay's DaemonSet starts it, standalone on
     127.0.0.1:`port` (host network) with a 1 s poll interval; removed afterwards.
-    `without` removes capabilities and `seccomp` replaces the profile, for measuring."""
+    `without` removes capabilities and `seccomp` replaces the profile, for measuring.
+
+    The host's namespaces are named by this process (KPOD_HOST_PID): on a node that is
+    pid 1, but sandboxes (like the development VM, whose pid 1 refuses even root a look
+    at its namespace links) hide it, and this process runs in the host's namespaces."""
     spec = agent_spec(render(overlay), "podman-node")
     if seccomp:
         spec.seccomp = seccomp
     cmd = podman_args(spec, image, name=name, without=without, remove=False, env={
         "KPOD_MODE": "standalone", "KPOD_PORT": str(port), "KPOD_ADDRESS": "127.0.0.1",
-        "KPOD_POLL_INTERVAL": "1s", **(env or {})})
+        "KPOD_POLL_INTERVAL": "1s", "KPOD_HOST_PID": str(os.getpid()), **(env or {})})
     podman(*cmd[1:])
     try:
         yield name
