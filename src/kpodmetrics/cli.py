@@ -16,8 +16,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
     run = sub.add_parser("run", help="run the agent")
     config.add_arguments(run)
-    probe = sub.add_parser("probe", help="report which BPF programs can load and attach here")
+    probe = sub.add_parser("probe", help="report which families this kernel lets each "
+                                         "collector see, through which program variant")
     config.add_arguments(probe)
+    probe.add_argument("--json", action="store_true", dest="probe_json",
+                       help="machine-readable report: {families: {name: {available, ...}}}")
     sub.add_parser("version", help="print the version")
     from kpodmetrics.why import cli as why_cli
 
@@ -37,7 +40,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return why_cli.main(command, args)
     try:
-        from kpodmetrics.collectors import registry  # noqa: F401 - registers validators
         settings = config.load(vars(args))
     except config.ConfigError as exc:
         print(f"kpod-metrics: {exc}", file=sys.stderr)
@@ -47,9 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if command == "probe":
-        from kpodmetrics.probe import probe_report
+        from kpodmetrics.probe import probe_json, probe_report
 
-        print(probe_report(settings))
+        print(probe_json(settings) if args.probe_json else probe_report(settings))
         return 0
     from kpodmetrics.service import StartupError, run
 

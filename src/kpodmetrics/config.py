@@ -1,8 +1,15 @@
 """Settings: one table of options, read from flags and KPOD_* environment variables.
 
-Every option has one flag and one environment variable; flags win. All bad values are
-reported together, one line per key, naming the key and what is accepted. An unknown
-KPOD_* variable is an error too (a typo in the ConfigMap must not pass silently).
+Every option has one flag and one environment variable; flags win over the
+environment, which wins over the defaults (so `KPOD_PORT=19191 make run` serves on
+19191: the Makefile passes no flag unless asked to). All bad values are reported
+together, one line per key, naming the key and what is accepted. An unknown KPOD_*
+variable is an error too (a typo in the ConfigMap must not pass silently).
+
+Validation is one explicit step, `check`, run by `load`: field ranges, export
+settings, collector names (the registry), syscall names (this architecture), forced
+program variants (the collectors' declared signals). Nothing registers a check by
+being imported.
 """
 
 from __future__ import annotations
@@ -14,7 +21,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-PROFILES = ("minimal", "standard", "comprehensive")
+from kpodmetrics import syscalls
+from kpodmetrics.collectors import registry
+from kpodmetrics.collectors.registry import PROFILES
+from kpodmetrics.syscalls import DEFAULT_SYSCALLS
+
+__all__ = [
+    "DEFAULT_SYSCALLS",
+    "OPTIONS",
+    "PROFILES",
+    "ConfigError",
+    "Option",
+    "Settings",
+    "check",
+    "load",
+]
 
 
 class ConfigError(ValueError):
@@ -87,6 +108,68 @@ def _host_pid(text: str) -> str:
     raise ValueError("expected auto, self or a pid")
 
 
+# -- value parsers of the options below ------------------------------------------
+
+MAX_POD_LABELS = 10
+_LABEL_KEY = re.compile(
+    r"^(?:[a-z0-9]([-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+
+
+def parse_pod_labels(text: str) -> tuple[str, ...]:
+    """Pod label keys copied onto series as label_<key>; bounded because every
+    distinct value multiplies the series count."""
+    keys = tuple(dict.fromkeys(parse_list(text)))
+    bad = [k for k in keys if not _LABEL_KEY.match(k)]
+    if bad:
+        raise ValueError(f"not a Kubernetes label key: {', '.join(bad)}")
+    if len(keys) > MAX_POD_LABELS:
+        raise ValueError(f"at most {MAX_POD_LABELS} pod labels (got {len(keys)})")
+    return keys
+
+
+def parse_syscalls(text: str) -> tuple[str, ...]:
+    """Syscall names (checked against this architecture by `check`); `none` or a
+    lone comma is the empty list, which switches the syscall collector off (an empty
+    string cannot be told apart from "unset" in an environment variable)."""
+    names = tuple(dict.fromkeys(n.lower() for n in parse_list(text)))
+    return () if names == ("none",) else names
+
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def parse_otlp_headers(text: str) -> dict[str, str]:
+    """OTEL_EXPORTER_OTLP_HEADERS (comma-separated key=value, URL-encoded) -> headers.
+
+    Errors name the position and the header key, never a value: values are usually
+    credentials and must not reach logs."""
+    from urllib.parse import unquote
+
+    out: dict[str, str] = {}
+    for i, item in enumerate(p for p in str(text).split(",") if p.strip()):
+        name, sep, value = item.partition("=")
+        name = unquote(name.strip())
+        if not sep:
+            raise ValueError(f"item {i + 1} has no '=' (expected key=value)")
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"item {i + 1}: {name[:40]!r} is not a valid HTTP header name")
+        out[name] = unquote(value.strip())
+    return out
+
+
+def parse_variants(text: str) -> dict[str, str]:
+    """'tcp_send=fentry,runqueue=raw_tp' -> {signal: variant} (checked by `check`)."""
+    out: dict[str, str] = {}
+    for item in parse_list(text):
+        name, sep, val = item.partition("=")
+        if not sep or not name.strip() or not val.strip():
+            raise ValueError(f"expected signal=variant, got {item!r}")
+        out[name.strip()] = val.strip()
+    return out
+
+
 # -- the option table ---------------------------------------------------------------
 
 
@@ -136,56 +219,34 @@ OPTIONS: list[Option] = [
            "readable, else this process when the proc root is /proc), self, or a number"),
     Option("log_level", "KPOD_LOG_LEVEL", "--log-level",
            _choice("debug", "info", "warning", "error"), "log level (default info)"),
-]
-
-# -- pod attribution options (Kubernetes mode) -----------------------------------------
-
-MAX_POD_LABELS = 10
-_LABEL_KEY = re.compile(
-    r"^(?:[a-z0-9]([-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
-)
-
-
-def parse_pod_labels(text: str) -> tuple[str, ...]:
-    """Pod label keys copied onto series as label_<key>; bounded because every
-    distinct value multiplies the series count."""
-    keys = tuple(dict.fromkeys(parse_list(text)))
-    bad = [k for k in keys if not _LABEL_KEY.match(k)]
-    if bad:
-        raise ValueError(f"not a Kubernetes label key: {', '.join(bad)}")
-    if len(keys) > MAX_POD_LABELS:
-        raise ValueError(f"at most {MAX_POD_LABELS} pod labels (got {len(keys)})")
-    return keys
-
-
-OPTIONS += [
+    # pod attribution (Kubernetes mode)
     Option("namespaces", "KPOD_NAMESPACES", "--namespaces", parse_list,
            "only export pods of these namespaces (names or globs; default all)"),
     Option("exclude_namespaces", "KPOD_EXCLUDE_NAMESPACES", "--exclude-namespaces", parse_list,
            "never export pods of these namespaces (names or globs; default none)"),
     Option("pod_labels", "KPOD_POD_LABELS", "--pod-labels", parse_pod_labels,
            f"pod labels copied onto series as label_<key> (at most {MAX_POD_LABELS})"),
-]
-
-# -- syscall collector -------------------------------------------------------------------
-
-DEFAULT_SYSCALLS = ("read", "write", "openat", "close", "connect", "accept4", "sendto",
-                    "recvfrom", "epoll_wait", "futex")
-
-
-def parse_syscalls(text: str) -> tuple[str, ...]:
-    """Syscall names (checked against this architecture by a validator); `none` or a
-    lone comma is the empty list, which switches the syscall collector off (an empty
-    string cannot be told apart from "unset" in an environment variable)."""
-    names = tuple(dict.fromkeys(n.lower() for n in parse_list(text)))
-    return () if names == ("none",) else names
-
-
-OPTIONS += [
+    # syscall collector
     Option("syscalls", "KPOD_SYSCALLS", "--syscalls", parse_syscalls,
            "syscalls measured by the syscall collector, by name (default: "
            + ",".join(DEFAULT_SYSCALLS) + "; none: measure nothing)"),
+    Option("bpf_variants", "KPOD_BPF_VARIANTS", "--bpf-variants", parse_variants,
+           "pin kernel signals to one program variant each, e.g. tcp_send=fentry (no "
+           "fallback: a refused variant leaves its signal dark; for diagnosis and tests)"),
+    # export: cardinality budget and OTLP push
+    Option("max_series", "KPOD_MAX_SERIES", "--max-series", parse_int,
+           "ceiling on exported pod/cgroup series, all families together; beyond it new "
+           "series fold into an __overflow__ series (default 100000; 0 = no limit)"),
+    Option("max_series_per_family", "KPOD_MAX_SERIES_PER_FAMILY", "--max-series-per-family",
+           parse_int, "the same ceiling per metric family (default 20000; 0 = no limit)"),
+    Option("otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", "--otlp-endpoint", str,
+           "OTLP/HTTP base URL (/v1/metrics is appended); enables OTLP push"),
+    Option("otlp_metrics_endpoint", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+           "--otlp-metrics-endpoint", str, "full OTLP/HTTP metrics URL (wins over the base URL)"),
+    Option("otlp_headers", "OTEL_EXPORTER_OTLP_HEADERS", "--otlp-headers", str,
+           "headers for OTLP requests: key=value,key2=value2 (values URL-encoded)"),
+    Option("otlp_protocol", "OTEL_EXPORTER_OTLP_PROTOCOL", "--otlp-protocol",
+           _choice("http/protobuf"), "OTLP transport; only http/protobuf is supported"),
 ]
 
 
@@ -219,6 +280,7 @@ class Settings:
     otlp_headers: str = field(default="", repr=False)
     otlp_protocol: str = "http/protobuf"
     syscalls: tuple[str, ...] = DEFAULT_SYSCALLS
+    bpf_variants: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> list[str]:
         """Cross-field and range checks; one message per bad key."""
@@ -247,22 +309,33 @@ class Settings:
         return self.collector_timeout or self.poll_interval / 2
 
 
-_EXTRA_VALIDATORS: list[Callable[[Settings], list[str]]] = []
+def _check_export(settings: Settings) -> list[str]:
+    problems = []
+    for attr, key in (("max_series", "KPOD_MAX_SERIES/--max-series"),
+                      ("max_series_per_family",
+                       "KPOD_MAX_SERIES_PER_FAMILY/--max-series-per-family")):
+        if getattr(settings, attr) < 0:
+            problems.append(f"{key}: must be 0 (no limit) or a positive number of series")
+    try:
+        parse_otlp_headers(settings.otlp_headers)
+    except ValueError as exc:
+        problems.append(f"OTEL_EXPORTER_OTLP_HEADERS/--otlp-headers: {exc}")
+    for attr, key in (("otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT/--otlp-endpoint"),
+                      ("otlp_metrics_endpoint",
+                       "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT/--otlp-metrics-endpoint")):
+        url = getattr(settings, attr).strip()
+        if url and not re.match(r"^https?://[^/\s]+", url):
+            problems.append(f"{key}: {url!r} is not an http:// or https:// URL")
+    return problems
 
 
-def add_validator(fn: Callable[[Settings], list[str]]) -> None:
-    """Let other modules check settings they own (e.g. collector names)."""
-    _EXTRA_VALIDATORS.append(fn)
 
-
-def _check_syscalls(settings: Settings) -> list[str]:
-    """Unknown syscall names are a start-up error that names them and suggests close ones."""
-    from kpodmetrics.syscalls import check_names  # lazy: loads libseccomp
-
-    return check_names(settings.syscalls)
-
-
-add_validator(_check_syscalls)
+def check(settings: Settings) -> list[str]:
+    """The one validation step: every rule, one problem line per bad key."""
+    return [*settings.validate(), *_check_export(settings),
+            *registry.check_names(settings.collectors),
+            *syscalls.check_names(settings.syscalls),
+            *registry.check_variants(settings.bpf_variants)]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -296,72 +369,7 @@ def load(args: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
             setattr(settings, opt.attr, opt.parse(raw))
         except ValueError as exc:
             problems.append(f"{source}: {raw!r} is invalid: {exc}")
-    problems += settings.validate()
-    for check in _EXTRA_VALIDATORS:
-        problems += check(settings)
+    problems += check(settings)
     if problems:
         raise ConfigError(problems)
     return settings
-
-
-# -- export options: cardinality budget and OTLP push ------------------------------------
-
-OPTIONS += [
-    Option("max_series", "KPOD_MAX_SERIES", "--max-series", parse_int,
-           "ceiling on exported pod/cgroup series, all families together; beyond it new "
-           "series fold into an __overflow__ series (default 100000; 0 = no limit)"),
-    Option("max_series_per_family", "KPOD_MAX_SERIES_PER_FAMILY", "--max-series-per-family",
-           parse_int, "the same ceiling per metric family (default 20000; 0 = no limit)"),
-    Option("otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", "--otlp-endpoint", str,
-           "OTLP/HTTP base URL (/v1/metrics is appended); enables OTLP push"),
-    Option("otlp_metrics_endpoint", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-           "--otlp-metrics-endpoint", str, "full OTLP/HTTP metrics URL (wins over the base URL)"),
-    Option("otlp_headers", "OTEL_EXPORTER_OTLP_HEADERS", "--otlp-headers", str,
-           "headers for OTLP requests: key=value,key2=value2 (values URL-encoded)"),
-    Option("otlp_protocol", "OTEL_EXPORTER_OTLP_PROTOCOL", "--otlp-protocol",
-           _choice("http/protobuf"), "OTLP transport; only http/protobuf is supported"),
-]
-
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-
-
-def parse_otlp_headers(text: str) -> dict[str, str]:
-    """OTEL_EXPORTER_OTLP_HEADERS (comma-separated key=value, URL-encoded) -> headers.
-
-    Errors name the position and the header key, never a value: values are usually
-    credentials and must not reach logs."""
-    from urllib.parse import unquote
-
-    out: dict[str, str] = {}
-    for i, item in enumerate(p for p in str(text).split(",") if p.strip()):
-        name, sep, value = item.partition("=")
-        name = unquote(name.strip())
-        if not sep:
-            raise ValueError(f"item {i + 1} has no '=' (expected key=value)")
-        if not _HEADER_NAME.match(name):
-            raise ValueError(f"item {i + 1}: {name[:40]!r} is not a valid HTTP header name")
-        out[name] = unquote(value.strip())
-    return out
-
-
-def _check_export(settings: Settings) -> list[str]:
-    problems = []
-    for attr, key in (("max_series", "KPOD_MAX_SERIES/--max-series"),
-                      ("max_series_per_family",
-                       "KPOD_MAX_SERIES_PER_FAMILY/--max-series-per-family")):
-        if getattr(settings, attr) < 0:
-            problems.append(f"{key}: must be 0 (no limit) or a positive number of series")
-    try:
-        parse_otlp_headers(settings.otlp_headers)
-    except ValueError as exc:
-        problems.append(f"OTEL_EXPORTER_OTLP_HEADERS/--otlp-headers: {exc}")
-    for attr, key in (("otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT/--otlp-endpoint"),
-                      ("otlp_metrics_endpoint",
-                       "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT/--otlp-metrics-endpoint")):
-        url = getattr(settings, attr).strip()
-        if url and not re.match(r"^https?://[^/\s]+", url):
-            problems.append(f"{key}: {url!r} is not an http:// or https:// URL")
-    return problems
-
-
-add_validator(_check_export)

@@ -1,35 +1,79 @@
-"""`kpod-metrics probe`: which collectors and programs can run on this kernel."""
+"""`kpod-metrics probe`: what this kernel lets each collector see, family by family.
+
+Every collector (of every profile) is built, started and closed again, as the agent
+would start it. For each family the report says whether it has a source here, through
+which signal and program variant, or why not (each variant's reason): the input of
+docs/kernels.md and the first thing to read when a panel is empty.
+
+    kpod-metrics probe            # text, one block per collector
+    kpod-metrics probe --json     # {"families": {name: {available, collector, signal,
+                                  #   program, variant, reason}}, "collectors": {...}}
+"""
 
 from __future__ import annotations
 
+import json
+
+from kpodmetrics import availability
+from kpodmetrics.availability import CollectorReport
 from kpodmetrics.collectors import registry
 from kpodmetrics.collectors.base import CollectorUnavailable
 from kpodmetrics.config import Settings
 
 
-def probe_report(settings: Settings) -> str:
-    lines = []
+def probe(settings: Settings) -> list[tuple[CollectorReport, str]]:
+    """(report, summary) per registered collector: start it, read its state, close it."""
+    out: list[tuple[CollectorReport, str]] = []
     for entry in registry.ENTRIES:
         try:
             collector = registry.create(entry.name, settings)
-        except ImportError as exc:
-            lines.append(f"{entry.name:10s} unavailable  {exc}")
+        except (ImportError, CollectorUnavailable) as exc:
+            out.append((availability.report(entry.name, (), (), started=False,
+                                            reason=str(exc)), ""))
             continue
         try:
-            collector.start()
-        except CollectorUnavailable as exc:
-            lines.append(f"{entry.name:10s} down         {exc}")
-            continue
-        try:
+            try:
+                collector.start()
+            except CollectorUnavailable as exc:
+                rep = availability.report(entry.name, collector.families,
+                                          collector.signal_states(), started=False,
+                                          reason=str(exc))
+                out.append((rep, ""))
+                continue
             progs = collector.programs()
             ok = sum(1 for p in progs if p.attached)
-            if progs:
-                lines.append(f"{entry.name:10s} up           {ok}/{len(progs)} programs attached")
-            else:
-                lines.append(f"{entry.name:10s} up           {entry.description}")
-            for p in progs:
-                if not p.attached:
-                    lines.append(f"{'':10s}   {p.program}: {p.reason}")
+            summary = f"{ok}/{len(progs)} programs attached" if progs else entry.description
+            states = collector.signal_states()
+            if states:
+                fed = sum(1 for st in states if st.available)
+                summary += f", {fed}/{len(states)} signals fed"
+            out.append((availability.report(entry.name, collector.families, states,
+                                            started=True), summary))
         finally:
             collector.close()
+    return out
+
+
+def probe_report(settings: Settings) -> str:
+    lines = []
+    for rep, summary in probe(settings):
+        lines.append(f"{rep.name:10s} {rep.state.value:12s} {summary or rep.reason}")
+        for src in rep.sources:
+            if src.available and src.signal:
+                via = f"{src.signal} via {src.variant} ({', '.join(src.programs)})"
+            elif src.available:
+                via = "yes"
+            else:
+                via = f"NOT AVAILABLE: {src.reason}"
+            lines.append(f"{'':10s}   {src.family.name}: {via}")
     return "\n".join(lines)
+
+
+def probe_json(settings: Settings) -> str:
+    reports = probe(settings)
+    doc = {
+        "families": {src.family.name: src.as_json() for rep, _ in reports for src in rep.sources},
+        "collectors": {rep.name: {"state": rep.state.value, "reason": rep.reason}
+                       for rep, _ in reports},
+    }
+    return json.dumps(doc, indent=2, sort_keys=True)

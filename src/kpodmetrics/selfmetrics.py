@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from opentelemetry.sdk.version import __version__ as sdk_version
 
 from kpodmetrics import __version__, families
+from kpodmetrics.availability import CollectorReport, State
 from kpodmetrics.bpf.stats import read_program_stats
 from kpodmetrics.families import Family, FamilyType
 from kpodmetrics.samples import Kind, Labels, Sample
@@ -172,6 +173,19 @@ POD_WATCH_RELISTS = Family(
 )
 families.register(MAP_EVICTIONS, IGNORED, POD_WATCH_ERRORS, POD_WATCH_MALFORMED, POD_WATCH_RELISTS)
 families.register(COLLECTOR_TIMEOUTS, LAST_CYCLE_AGE)
+COLLECTOR_STATE = Family(
+    "kpod_collector_state", FamilyType.GAUGE,
+    "1 for the collector's state, 0 for the others: up (every family has a source), "
+    "degraded (some families have no source on this kernel: see kpod_signal_info), down",
+    label_names=("collector", "state"),
+)
+SIGNAL_INFO = Family(
+    "kpod_signal_info", FamilyType.GAUGE,
+    "Where each family of a kernel signal comes from (value 1): available=\"false\" means "
+    "no program variant works on this kernel, so the family is absent rather than zero",
+    label_names=("collector", "signal", "family", "available", "variant", "program", "reason"),
+)
+families.register(COLLECTOR_STATE, SIGNAL_INFO)
 families.register(CYCLE, COLLECTOR_DURATION, COLLECTOR_UP, COLLECTOR_STATUS, COLLECTOR_ERRORS,
                   CGROUP_READ_ERRORS, UNRESOLVED, MAP_ENTRIES, MAP_CAPACITY, MAP_WRITES,
                   MAP_ERRORS)
@@ -231,6 +245,30 @@ def program_samples(enabled: bool, programs: Iterable[tuple[str, str, int]]) -> 
         out.append(_counter(PROGRAM_RUN_SECONDS, st[0] * NS, lab))
         out.append(_counter(PROGRAM_RUNS, float(st[1]), lab))
     return out
+
+
+def availability_samples(reports: Iterable[CollectorReport]) -> list[Sample]:
+    """kpod_collector_state (one-hot over up/degraded/down) and kpod_signal_info per
+    family of every declared kernel signal (file collectors have none)."""
+    out: list[Sample] = []
+    for rep in reports:
+        for st in State:
+            out.append(_gauge(COLLECTOR_STATE, 1.0 if rep.state is st else 0.0,
+                              (("collector", rep.name), ("state", st.value))))
+        for src in rep.sources:
+            if not src.signal:
+                continue
+            out.append(_gauge(SIGNAL_INFO, 1.0, (
+                ("collector", rep.name), ("signal", src.signal), ("family", src.family.name),
+                ("available", "true" if src.available else "false"), ("variant", src.variant),
+                ("program", ",".join(src.programs)), ("reason", short_reason(src.reason)))))
+    return out
+
+
+def short_reason(reason: str, limit: int = 200) -> str:
+    """One line of at most `limit` characters (a label value, not a log)."""
+    reason = " ".join(reason.split())
+    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
 
 
 def otlp_samples(stats: PushStats | None) -> list[Sample]:

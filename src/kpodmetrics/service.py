@@ -28,7 +28,8 @@ from typing import Any
 
 from aiohttp import web
 
-from kpodmetrics import selfmetrics
+from kpodmetrics import availability, selfmetrics
+from kpodmetrics.availability import CollectorReport
 from kpodmetrics.bpf.stats import BpfStats
 from kpodmetrics.collectors import registry
 from kpodmetrics.collectors.base import (
@@ -76,6 +77,17 @@ class CollectorSlot:
     pending: Job[list[AnySample]] | None = None
     """A collect call that overran its deadline and has not been folded yet."""
     pending_ctx: CollectContext | None = None
+    report: CollectorReport | None = None
+    """Per family: its source here or why there is none (availability.py)."""
+
+
+def _report(name: str, collector: Collector | None, started: bool,
+            reason: str = "") -> CollectorReport:
+    """What a collector can see, from its declaration and its signals after start."""
+    if collector is None:
+        return availability.report(name, (), (), started=False, reason=reason)
+    return availability.report(name, collector.families, collector.signal_states(),
+                               started=started, reason=reason)
 
 
 class Agent:
@@ -172,24 +184,29 @@ class Agent:
             try:
                 collector = registry.create(name, self.settings)
             except ImportError as exc:
-                return CollectorSlot(name, None, f"not available in this build: {exc}")
+                why = f"not available in this build: {exc}"
+                return CollectorSlot(name, None, why, report=_report(name, None, False, why))
             except CollectorUnavailable as exc:
-                return CollectorSlot(name, None, str(exc))
+                return CollectorSlot(name, None, str(exc),
+                                     report=_report(name, None, False, str(exc)))
             try:
                 collector.start()
             except CollectorUnavailable as exc:
                 _log.warning("collector %s is down: %s", name, exc)
-                return CollectorSlot(name, None, str(exc))
+                return CollectorSlot(name, None, str(exc),
+                                     report=_report(name, collector, False, str(exc)))
             except Exception as exc:  # a broken collector must not stop the agent
                 _log.exception("collector %s failed to start", name)
-                return CollectorSlot(name, None, f"start failed: {exc!r}")
-            return CollectorSlot(name, collector)
+                why = f"start failed: {exc!r}"
+                return CollectorSlot(name, None, why, report=_report(name, collector, False, why))
+            return CollectorSlot(name, collector, report=_report(name, collector, True))
 
         # BPF loads are mostly kernel time (verifier): one after another on the worker
         self.slots = await self.worker.run(lambda: [build(n) for n in names],
                                            "start collectors")
+        # only families with a source: one nothing feeds must not look like zero events
         self.store.declare(f for slot in self.slots if slot.collector is not None
-                           for f in slot.collector.families)
+                           and slot.report is not None for f in slot.report.live_families)
         for slot in self.slots:
             if slot.collector is not None:
                 _log.info("collector %s started", slot.name)
@@ -205,7 +222,8 @@ class Agent:
 
     async def _start_http(self, stack: contextlib.AsyncExitStack) -> None:
         state = HttpState(self.exposition, self.is_ready, self.landing_rows,
-                          not_ready_reason=self.not_ready_reason, live=self.live_lines)
+                          not_ready_reason=self.not_ready_reason, live=self.live_lines,
+                          signals=self.signal_rows)
         app = make_app(state)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -333,7 +351,7 @@ class Agent:
             out.append(Sample(selfmetrics.COLLECTOR_UP, 0, 1.0 if up else 0.0, Kind.GAUGE, lab))
             if not up:
                 out.append(Sample(selfmetrics.COLLECTOR_STATUS, 0, 1.0, Kind.GAUGE,
-                                  (*lab, ("program", ""), ("reason", _short(slot.reason)))))
+                                  (*lab, ("program", ""), ("reason", selfmetrics.short_reason(slot.reason)))))
                 continue
             assert slot.collector is not None
             out.append(Sample(selfmetrics.COLLECTOR_DURATION, 0, slot.last_duration,
@@ -348,7 +366,7 @@ class Agent:
                 if not prog.attached:
                     out.append(Sample(selfmetrics.COLLECTOR_STATUS, 0, 1.0, Kind.GAUGE,
                                       (*lab, ("program", prog.program),
-                                       ("reason", _short(prog.reason)))))
+                                       ("reason", selfmetrics.short_reason(prog.reason)))))
             for h in slot.collector.map_health():
                 ml = (("map", h.map),)
                 out += [
@@ -389,6 +407,7 @@ class Agent:
             *selfmetrics.series_samples(self.store.series_counts(), self.store.dropped()),
             *selfmetrics.program_samples(self.bpf_stats.enabled, progs),
             *selfmetrics.otlp_samples(otlp.snapshot() if otlp else None),
+            *selfmetrics.availability_samples([s.report for s in self.slots if s.report]),
         ]
 
     # -- state for HTTP ----------------------------------------------------------------
@@ -431,11 +450,18 @@ class Agent:
     def landing_rows(self) -> list[tuple[str, str, str]]:
         rows = []
         for s in self.slots:
-            state = "up" if s.collector is not None else "down"
+            state = s.report.state.value if s.report is not None else "down"
+            reason = s.report.reason if s.report is not None and s.report.reason else s.reason
             if s.pending is not None and not s.pending.done():
                 state = f"stuck for {s.pending.running_for():.0f}s"
-            rows.append((s.name, state, s.reason))
+            rows.append((s.name, state, reason))
         return rows
+
+    def signal_rows(self) -> list[tuple[str, str, str, str, str]]:
+        """(collector, signal, families, variant or "none", reason) per declared signal."""
+        return [(s.name, st.signal.name, ", ".join(f.name for f in st.signal.families),
+                 st.variant or "none", st.reason)
+                for s in self.slots if s.report is not None for st in s.report.signals]
 
     # -- shutdown ----------------------------------------------------------------------
 
@@ -491,9 +517,6 @@ def _close_all(slots: list[CollectorSlot]) -> None:
                 _log.exception("closing collector %s", slot.name)
 
 
-def _short(reason: str, limit: int = 200) -> str:
-    reason = " ".join(reason.split())
-    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
 
 
 def _arm_exit_watchdog(seconds: float) -> None:

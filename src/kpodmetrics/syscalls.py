@@ -21,8 +21,14 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-NR_LIMIT = 1024
-"""Numbers at or above this do not fit the kernel filter (KPOD_SYS_NR_MAX)."""
+from kpodmetrics.bpf.structs import KPOD_SYS_NR_MAX
+
+DEFAULT_SYSCALLS = ("read", "write", "openat", "close", "connect", "accept4", "sendto",
+                    "recvfrom", "epoll_wait", "futex")
+"""Measured when KPOD_SYSCALLS is unset: the calls that dominate service latency."""
+
+NR_LIMIT = int(KPOD_SYS_NR_MAX)
+"""Numbers at or above this do not fit the kernel filter (ebpf/kpod_shared.h)."""
 
 # machine() -> our arch name; libseccomp's name for it
 ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
@@ -242,8 +248,6 @@ def for_settings(names: Iterable[str], arch: str | None = None) -> dict[str, int
     """The configured names resolved. The built-in default list drops the names this
     architecture lacks (arm64 has epoll_pwait but no epoll_wait), since the user did
     not ask for them; a list the user wrote is strict."""
-    from kpodmetrics.config import DEFAULT_SYSCALLS
-
     names = tuple(names)
     if names == DEFAULT_SYSCALLS:
         tab = table(arch or native_arch())

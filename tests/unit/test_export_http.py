@@ -23,7 +23,9 @@ async def server() -> AsyncIterator[tuple[TestServer, Exposition, list[bool]]]:
     exp.set(BODY_A)
     ready = [False]
     state = HttpState(exp, lambda: ready[0], lambda: [("cpu", "up", ""),
-                                                      ("net", "down", "attach failed: <x>")])
+                                                      ("net", "down", "attach failed: <x>")],
+                      signals=lambda: [("net", "tcp_send", "kpod_net_tcp_sent_bytes_total",
+                                        "none", "tp_btf: <no tracepoint>")])
     srv = TestServer(make_app(state), host="127.0.0.1")
     await srv.start_server()
     yield srv, exp, ready
@@ -80,6 +82,9 @@ async def test_readyz_healthz_landing(server: tuple[TestServer, Exposition, list
             page = await r.text()
         assert "attach failed: &lt;x&gt;" in page and 'href="/metrics"' in page
         assert 'href="/actuator/prometheus"' in page and "<td>down</td>" in page
+        # the signals table: what cannot be seen here, and why
+        assert ("<td>tcp_send</td><td>kpod_net_tcp_sent_bytes_total</td><td>none</td>"
+                "<td>tp_btf: &lt;no tracepoint&gt;</td>") in page
 
 
 async def test_ten_concurrent_clients_while_the_exposition_changes(

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from kpodmetrics.bpf.variants import SignalState
 from kpodmetrics.families import Family
 from kpodmetrics.pods.owner import CgroupRef
 from kpodmetrics.samples import HistogramSample, Sample
@@ -81,4 +82,9 @@ class Collector(Protocol):
 
     def map_health(self) -> Sequence[MapHealth]:
         """Health of the BPF metric maps after the last collect (empty for file collectors)."""
+        ...
+
+    def signal_states(self) -> Sequence[SignalState]:
+        """Per declared kernel signal, the program variant feeding it or why none does
+        (empty for file collectors); meaningful after start, also after a failed one."""
         ...

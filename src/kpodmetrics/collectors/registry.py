@@ -9,10 +9,16 @@ so a collector that is switched off costs nothing, not even its import.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kpodmetrics.collectors.base import Collector
-from kpodmetrics.config import PROFILES, Settings, add_validator
+
+if TYPE_CHECKING:  # config imports this module for its checks
+    from kpodmetrics.config import Settings
+
+PROFILES = ("minimal", "standard", "comprehensive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,15 +68,46 @@ def create(name: str, settings: Settings) -> Collector:
     """Build a collector (imports its module on first use)."""
     module = importlib.import_module(BY_NAME[name].module)
     collector: Collector = module.create(settings)
+    if settings.bpf_variants:
+        force = getattr(collector, "force_variants", None)
+        if force is not None:
+            force(settings.bpf_variants)
     return collector
 
 
-def _check_names(settings: Settings) -> list[str]:
-    unknown = [n for n in settings.collectors if n not in BY_NAME]
-    if not unknown:
-        return []
+def check_names(switches: Mapping[str, bool]) -> list[str]:
+    """Problems of KPOD_COLLECTORS: one line per unknown collector name."""
+    unknown = [n for n in switches if n not in BY_NAME]
     return [f"KPOD_COLLECTORS/--collectors: unknown collector {n!r} "
             f"(known: {', '.join(BY_NAME)})" for n in unknown]
 
 
-add_validator(_check_names)
+def signals() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """signal name -> (collector, its variant names), from every collector's
+    declaration (imports the collector modules; only asked for when needed)."""
+    out: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for e in ENTRIES:
+        try:
+            module = importlib.import_module(e.module)
+        except ImportError:
+            continue
+        for obj in vars(module).values():
+            for sig in getattr(obj, "signals", ()) if isinstance(obj, type) else ():
+                out[sig.name] = (e.name, tuple(v.name for v in sig.variants))
+    return out
+
+
+def check_variants(forced: Mapping[str, str]) -> list[str]:
+    """Problems of KPOD_BPF_VARIANTS: unknown signals or variants, one line each."""
+    if not forced:
+        return []
+    known = signals()
+    out = []
+    for sig, var in forced.items():
+        if sig not in known:
+            out.append(f"KPOD_BPF_VARIANTS/--bpf-variants: unknown signal {sig!r} "
+                       f"(known: {', '.join(sorted(known))})")
+        elif var not in known[sig][1]:
+            out.append(f"KPOD_BPF_VARIANTS/--bpf-variants: signal {sig!r} has no variant "
+                       f"{var!r} (known: {', '.join(known[sig][1])})")
+    return out

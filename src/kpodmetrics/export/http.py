@@ -57,6 +57,9 @@ class HttpState:
     landing: Callable[[], list[tuple[str, str, str]]]
     """(collector, state, reason) rows for the landing page."""
     not_ready_reason: Callable[[], str] = lambda: "first collection not done"
+    signals: Callable[[], list[tuple[str, str, str, str, str]]] = list
+    """(collector, signal, families, variant or "none", reason) rows: what feeds each
+    kernel signal here, so "cannot see here" is told apart from "nothing happened"."""
     live: Callable[[], bytes] = lambda: b""
     """Exposition lines computed per scrape, appended after the cached body."""
 
@@ -122,13 +125,21 @@ def make_app(state: HttpState) -> web.Application:
             f"<tr><td>{html.escape(c)}</td><td>{html.escape(s)}</td><td>{html.escape(r)}</td></tr>"
             for c, s, r in state.landing()
         )
+        signals = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in row) + "</tr>"
+            for row in state.signals()
+        )
         links = " · ".join(f'<a href="{p}">{p}</a>'
                            for p in (*METRICS_PATHS, "/healthz", "/readyz"))
         page = (
             "<!doctype html><html><head><meta charset=\"utf-8\"><title>kpod-metrics</title>"
             f"</head><body><h1>kpod-metrics</h1><p>{links}</p>"
             "<table border=1><tr><th>collector</th><th>state</th><th>reason</th></tr>"
-            f"{rows}</table></body></html>"
+            f"{rows}</table>"
+            "<h2>Kernel signals</h2><p>A signal without a program variant (none) cannot be "
+            "seen on this kernel: its families are not exported, which is not zero.</p>"
+            "<table border=1><tr><th>collector</th><th>signal</th><th>families</th>"
+            f"<th>variant</th><th>reason</th></tr>{signals}</table></body></html>"
         )
         return web.Response(text=page, content_type="text/html")
 

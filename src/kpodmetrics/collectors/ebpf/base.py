@@ -46,6 +46,13 @@ class BpfCollectorBase:
         self._read_total: dict[str, int] = {}
         self._evicted: dict[str, int] = {}
 
+    def force_variants(self, forced: Mapping[str, str]) -> None:
+        """Pin this collector's signals named in `forced` (signal -> variant,
+        KPOD_BPF_VARIANTS) to that variant, with no fallback. Before start."""
+        mine = {s.name for s in self.signals}
+        self._opts.forced_variants = {**self._opts.forced_variants,
+                                      **{k: v for k, v in forced.items() if k in mine}}
+
     # -- life cycle ----------------------------------------------------------------
 
     def start(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from kpodmetrics.bpf.variants import SignalState
 from kpodmetrics.collectors.base import CollectContext, MapHealth, ProgramStatus
 from kpodmetrics.families import Family
 from kpodmetrics.samples import HistogramSample, Sample
@@ -28,4 +29,8 @@ class FileCollector:
         return []
 
     def map_health(self) -> Sequence[MapHealth]:
+        return []
+
+    def signal_states(self) -> Sequence[SignalState]:
+        """No kernel signals: a file that is absent is handled per cycle."""
         return []
