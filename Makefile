@@ -14,7 +14,7 @@ BPF_CFLAGS := -g -O2 -target bpf -fdebug-prefix-map=$(CURDIR)=. -D__TARGET_ARCH_
 APT_RUN := libbpf1 python3-venv
 APT_BUILD := clang llvm libbpf-dev bpftool
 APT_IMAGE := podman runc mmdebstrap
-APT_TEST := $(APT_BUILD) libbpf-tools prometheus stress-ng iproute2 nftables linux-perf libseccomp2 tmux $(APT_IMAGE)
+APT_TEST := $(APT_BUILD) libbpf-tools prometheus stress-ng iproute2 nftables linux-perf libseccomp2 libfuse3-dev fuse3 pkg-config tmux $(APT_IMAGE)
 PORT ?= 9090
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)

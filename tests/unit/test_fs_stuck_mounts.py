@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -41,17 +40,14 @@ def test_hung_statvfs_is_skipped_until_it_returns(
     (tmp_path / "container-root" / "healthy").symlink_to(healthy)
     pod = make_pod(tmp_path, "pod", {"ctr-a": "300\n"})
 
-    gate = threading.Event()
-    hung_calls = []
-    real = stuckmounts._read
-
-    def read(path: str) -> stuckmounts.Reading:
-        if path.endswith("/vol"):
-            hung_calls.append(path)
-            gate.wait(30)  # a FUSE daemon that does not answer
-        return real(path)
-
-    monkeypatch.setattr(stuckmounts, "_read", read)
+    gate, calls = tmp_path / "gate", tmp_path / "calls"
+    # the helper process, with a statvfs of /vol that waits like a dead FUSE daemon's
+    hang = (f"    if path.endswith(b'/vol'):\n"
+            f"        open({str(calls)!r}, 'a').write('x')\n"
+            f"        while not os.path.exists({str(gate)!r}): __import__('time').sleep(0.01)\n")
+    child = stuckmounts._CHILD.replace("    try:\n        before", hang + "    try:\n        before")
+    assert child != stuckmounts._CHILD
+    monkeypatch.setattr(stuckmounts, "_CHILD", child)
     collector = fs.FsCollector(stat_deadline=0.3)
     caplog.set_level(logging.WARNING)
 
@@ -70,17 +66,14 @@ def test_hung_statvfs_is_skipped_until_it_returns(
         "/vol" in caplog.records[-1].message
 
     got, took = cycle()
-    assert took < 0.3 and len(hung_calls) == 1  # skipped: no second call, no second thread
+    assert took < 0.3 and calls.read_text() == "x"  # skipped: no second call, no new child
     assert got[("kpod_fs_stuck_mounts", 1000, ())] == 1
     assert (FAMS[0], 1000, (("mountpoint", "/healthy"),)) in got
 
-    gate.set()
-    for _ in range(100):
-        if not collector.prober.stuck():
-            break
-        time.sleep(0.02)
-    assert any("returned after" in r.message for r in caplog.records)
-    got, _ = cycle()
+    gate.touch()
+    time.sleep(0.2)
+    got, _ = cycle()  # the cycle that sees the call has returned measures it again
+    assert any(" returned after" in r.message for r in caplog.records)
     assert got[("kpod_fs_stuck_mounts", 1000, ())] == 0
     vfs = os.statvfs(volume)
     assert got[("kpod_fs_capacity_bytes", 1000, (("mountpoint", "/vol"),))] == \

@@ -24,7 +24,7 @@ the statvfs result is used only when the path still is that device (a container
 could swap a parent directory for a symlink; we never report a host path by mistake).
 
 A filesystem whose statvfs does not return (dead NFS server, hung FUSE daemon) holds
-only its own worker thread (support/stuckmounts.py): after `stat_deadline` the device
+only a child process of its own (support/stuckmounts.py): after `stat_deadline` the device
 is skipped until that call returns, `kpod_fs_stuck_mounts` counts it for each pod
 that has it, and every other volume and pod is measured as usual.
 """
@@ -88,8 +88,8 @@ STUCK = Family("kpod_fs_stuck_mounts", FamilyType.GAUGE,
                "are skipped (no kpod_fs_* series) until the call returns", "")
 FAMILIES = families.register(CAPACITY, USAGE, AVAILABLE, INODES, INODES_FREE, STUCK)
 STAT_DEADLINE_MAX = 1.0
-"""Seconds one statvfs may take before its mount counts as stuck (capped by a quarter
-of the collector's own deadline, so a few stuck mounts still fit in one cycle)."""
+"""Seconds one statvfs may take before its mount counts as stuck (capped by half the
+collector's own deadline, so a stuck mount never makes the collector overrun)."""
 
 
 def _under(path: str, tree: str) -> bool:
@@ -148,6 +148,7 @@ class FsCollector(FileCollector):
         self.prober.close()
 
     def collect(self, ctx: CollectContext) -> Iterable[Sample | HistogramSample]:
+        self.prober.check_returned()
         host = self._host(ctx)
         if host is None:
             return []
@@ -234,7 +235,7 @@ class FsCollector(FileCollector):
         if (os.major(r.st_dev), os.minor(r.st_dev)) != dev or r.st_dev != r.after_dev:
             ctx.count_error(self.name)
             return []
-        vfs = r.vfs
+        vfs = r
         frsize = vfs.f_frsize or vfs.f_bsize
         labels = (("mountpoint", mountpoint),)
         values = (
@@ -249,5 +250,5 @@ class FsCollector(FileCollector):
 
 def create(settings: Settings) -> FsCollector:
     return FsCollector(host_pid=host_pid(settings.host_pid, settings.proc_root),
-                       stat_deadline=min(STAT_DEADLINE_MAX, settings.collector_deadline / 4),
+                       stat_deadline=min(STAT_DEADLINE_MAX, settings.collector_deadline / 2),
                        proc_root=settings.proc_root)
