@@ -3,7 +3,9 @@
 # guest-tests.sh there (tests/matrix, tests/kernel, tests/e2e with CI passed through);
 # `host` runs the same selection on this machine's own kernel instead of a VM.
 # Results per kernel in $VM_MATRIX_OUT/<suite>/ (junit.xml, probe.json|txt, pytest.log,
-# kernel.txt, seconds.txt = guest test time, vm-seconds.txt = boot + tests).
+# kernel.txt, seconds.txt = guest test time, vm-seconds.txt = boot + tests,
+# cpu-seconds.txt = host CPU (user+sys) the whole run took: TCG is CPU-bound, so on a
+# busy shared machine this, not the wall time, tells what the run costs on CI's).
 # Exit code: non-zero when any kernel's run failed or a VM did not report.
 #   scripts/vm/matrix.sh [SUITE|host ...]      (default: bullseye bookworm trixie)
 set -uo pipefail
@@ -14,12 +16,20 @@ suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(bullseye bookworm trixie)
 cd "$root"
 
+# user+sys seconds of all finished children of this shell (bash's `times`, 2nd line)
+children_cpu() {
+  times >"$out/.times"   # a builtin in this shell: a pipe would run it in a subshell
+  sed -n 2p "$out/.times" | awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, p, "m");
+    sub("s", "", p[2]); t += p[1] * 60 + p[2] } print t }'
+}
+
 failed=()
 for suite in "${suites[@]}"; do
   dir=$out/$suite
   rm -rf "$dir"
   mkdir -p "$dir"
   start=$(date +%s)
+  cpu0=$(children_cpu)
   rc=0
   if [ "$suite" = host ]; then
     VM_OUT=$dir bash "$here/guest-tests.sh" || rc=$?
@@ -27,6 +37,7 @@ for suite in "${suites[@]}"; do
     bash "$here/run.sh" "$suite" --out "$dir" -- bash "$here/guest-tests.sh" || rc=$?
   fi
   echo $(( $(date +%s) - start )) >"$dir/vm-seconds.txt"
+  awk -v a="$cpu0" -v b="$(children_cpu)" 'BEGIN { printf "%d\n", b - a }' >"$dir/cpu-seconds.txt"
   echo "$rc" >"$dir/exit-code.txt"
   if [ "$rc" -ne 0 ] || [ ! -s "$dir/junit.xml" ]; then
     failed+=("$suite(exit $rc)")
@@ -38,7 +49,7 @@ for suite in "${suites[@]}"; do
     failed+=("$suite(exit code lost)")
   fi
   echo "matrix: $suite ($(cat "$dir/kernel.txt" 2>/dev/null || echo '?')): exit $rc," \
-       "$(cat "$dir/vm-seconds.txt") s with boot" >&2
+       "$(cat "$dir/vm-seconds.txt") s with boot, $(cat "$dir/cpu-seconds.txt") s of host CPU" >&2
 done
 
 "$root/${VENV:-.venv}/bin/python" "$here/kernels_doc.py" --results "$out" --summary "${suites[@]}" || true
