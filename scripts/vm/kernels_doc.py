@@ -186,10 +186,16 @@ def load_run(results: Path, suite: str) -> KernelRun | None:
             data = None
         for coll, fam, entry in family_dicts(data):
             run.families[fam] = FamilyRow(
-                fam, coll, bool(entry.get("available")), str(entry.get("variant") or ""),
-                str(entry.get("program") or ""), str(entry.get("reason") or ""))
+                fam, str(entry.get("collector") or coll), bool(entry.get("available")),
+                str(entry.get("variant") or ""), str(entry.get("program") or ""),
+                str(entry.get("reason") or ""))
+        colls = data.get("collectors") if isinstance(data, dict) else None
+        if isinstance(colls, dict):
+            for name, c in colls.items():
+                if isinstance(c, dict):
+                    run.collectors[name] = (str(c.get("state", "?")), str(c.get("reason") or ""))
     pt = d / "probe.txt"
-    if pt.exists():
+    if pt.exists() and not run.collectors:
         run.collectors = parse_probe_text(pt.read_text())
     return run
 
@@ -243,7 +249,7 @@ def cell(run: KernelRun, family: str, collector: str) -> str:
     row = run.families.get(family)
     if row is not None:
         if row.available:
-            src = row.variant or "default"
+            src = row.variant or "available"
             if row.program:
                 src += f" (`{row.program}`)"
         else:
@@ -280,6 +286,19 @@ def render(runs: list[KernelRun], families: dict[str, str]) -> str:
             f"{n['failed']} | {n['skipped']} | {r.guest_seconds if r.guest_seconds is not None else '?'} | "
             f"{r.vm_seconds if r.vm_seconds is not None else '?'} | "
             f"{r.cpu_seconds if r.cpu_seconds is not None else '?'} |")
+    coll_names: list[str] = []
+    for r in runs:
+        coll_names += [n for n in r.collectors if n not in coll_names]
+    lines += ["", "## Collectors", "", "State from probe in each VM (`degraded`: some of its",
+              "families have no source there; `down`: none has).", "",
+              "| collector | " + " | ".join(r.kernel for r in runs) + " |",
+              "| --- | " + " | ".join("---" for _ in runs) + " |"]
+    for name in coll_names:
+        cells = []
+        for r in runs:
+            state, why = r.collectors.get(name, ("not probed", ""))
+            cells.append((f"{state}: {why[:160]}" if why and state != "up" else state).replace("|", "\\|"))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "## Families",
