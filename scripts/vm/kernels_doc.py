@@ -244,6 +244,13 @@ def code_families() -> dict[str, str]:
     return out
 
 
+def short(reason: str, limit: int = 200) -> str:
+    """A reason for a table cell: its first line, without the verifier log libbpf appends."""
+    first = reason.strip().splitlines()[0] if reason.strip() else ""
+    first = first.split(" | ")[0]
+    return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
 def cell(run: KernelRun, family: str, collector: str) -> str:
     verdict = oracle_verdict(run, family)
     row = run.families.get(family)
@@ -253,7 +260,7 @@ def cell(run: KernelRun, family: str, collector: str) -> str:
             if row.program:
                 src += f" (`{row.program}`)"
         else:
-            src = f"**cannot see**: {row.reason or 'no reason given'}"
+            src = f"**cannot see**: {short(row.reason) or 'no reason given'}"
     elif collector in run.collectors:
         state, detail = run.collectors[collector]
         src = state if state == "up" and ";" not in detail else f"{state}: {detail}"
@@ -297,7 +304,7 @@ def render(runs: list[KernelRun], families: dict[str, str]) -> str:
         cells = []
         for r in runs:
             state, why = r.collectors.get(name, ("not probed", ""))
-            cells.append((f"{state}: {why[:160]}" if why and state != "up" else state).replace("|", "\\|"))
+            cells.append((f"{state}: {short(why)}" if why and state != "up" else state).replace("|", "\\|"))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
