@@ -15,7 +15,7 @@ APT_RUN := libbpf1 python3-venv
 APT_BUILD := clang llvm libbpf-dev bpftool
 APT_IMAGE := podman runc mmdebstrap
 APT_TEST := $(APT_BUILD) libbpf-tools prometheus stress-ng iproute2 nftables linux-perf libseccomp2 libfuse3-dev fuse3 pkg-config tmux $(APT_IMAGE)
-PORT ?= 9090
+PORT ?=
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= kpod-metrics:$(VERSION)
@@ -75,10 +75,12 @@ test-kernels-host: deps-test
 kernels-doc:
 	$(PY) scripts/vm/kernels_doc.py --results $(VM_MATRIX_OUT) --out docs/kernels.md
 
-## run the agent standalone (no Kubernetes needed), metrics on :$(PORT)
+## run the agent standalone (no Kubernetes needed), metrics on :9090, or KPOD_PORT, or
+## `make run PORT=n`; KPOD_* variables and ARGS (flags) compose as in the agent itself
+## (flags over environment over defaults): no flag is passed unless asked for
 run: deps-run
 	@bash scripts/ensure-tracefs.sh
-	$(PY) -m kpodmetrics run --port $(PORT) $(ARGS)
+	$(PY) -m kpodmetrics run $(if $(PORT),--port $(PORT)) $(ARGS)
 
 ## all tests: unit, kernel (real BPF, root), e2e (whole agent)
 test: deps-test
