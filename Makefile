@@ -20,7 +20,7 @@ PORT ?=
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= kpod-metrics:$(VERSION)
 
-.PHONY: image base-image all deps-run deps-test deps-vm vm-kernels test-kernels test-kernels-host kernels-doc venv venv-dev bpf vmlinux run test test-unit test-kernel test-e2e lint typecheck clean bench bench-quick
+.PHONY: generate image base-image all deps-run deps-test deps-vm vm-kernels test-kernels test-kernels-host kernels-doc venv venv-dev bpf vmlinux run test test-unit test-kernel test-e2e lint typecheck clean bench bench-quick
 
 all: bpf
 
@@ -37,6 +37,12 @@ $(BPF_OBJ_DIR)/%.bpf.o: ebpf/%.bpf.c $(BPF_HDR) vmlinux/$(ARCH)/vmlinux.h
 	# strip DWARF, keep BTF (and .BTF.ext for CO-RE relocations)
 	llvm-strip -g $@.tmp
 	mv $@.tmp $@
+
+## every generated file: the BPF mirror, deploy/metric-names.txt (from the family
+## registry), dashboards and the PrometheusRule (deploy/render.py); tests fail when stale
+generate: bpf
+	$(PY) -m kpodmetrics.metricnames
+	$(PY) deploy/render.py
 
 vmlinux:
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > vmlinux/$(ARCH)/vmlinux.h

@@ -36,10 +36,10 @@ def _status(key: str) -> int:
 
 
 def one_size(n: int) -> dict[str, object]:
+    from tests.sdk_reference import SdkPrometheus
     from tests.unit.export_helpers import cycle_samples
 
-    from kpodmetrics.export.otel import OTLP_ATTRIBUTE_NAMES, StoreProducer
-    from kpodmetrics.export.otlp import InMemoryReaderWithProducers
+    from kpodmetrics.export.otel import metrics_data
     from kpodmetrics.export.pipeline import Pipeline
     from kpodmetrics.export.store import SeriesStore
     from kpodmetrics.pods.owner import Owner
@@ -62,9 +62,8 @@ def one_size(n: int) -> dict[str, object]:
     store.apply(cycle_samples(range(pods)), Resolver())
     store.apply(cycle_samples(range(pods), 2), Resolver())
     apply_s = (time.perf_counter() - t0) / 2
-    otlp = InMemoryReaderWithProducers(
-        producers=[StoreProducer(store, rename=OTLP_ATTRIBUTE_NAMES).produce])
-    pipe = Pipeline(store, "node", extra_readers=[otlp])
+    pipe = Pipeline(store, "node")
+    sdk = SdkPrometheus(store)  # the SDK's exposition, kept only as the reference
     rss_store = _status("VmRSS")
 
     def timed(fn, reps: int) -> tuple[float, object]:  # type: ignore[no-untyped-def]
@@ -76,13 +75,12 @@ def one_size(n: int) -> dict[str, object]:
         return statistics.median(ts), out
 
     render_s, body = timed(pipe.render, 5)
-    sdk_s, _ = timed(pipe.render_sdk, 3)
+    sdk_s, _ = timed(sdk.render, 3)
 
     from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 
     def otlp_encode() -> bytes:
-        data = otlp.get_metrics_data()
-        assert data is not None
+        data = metrics_data(pipe.resource, pipe.otlp_metrics())
         return bytes(encode_metrics(data).SerializeToString())
 
     otlp_s, payload = timed(otlp_encode, 3)

@@ -408,6 +408,17 @@ def agent_dashboard() -> Json:
              f"count(kpod_collector_up{{{s}}} == 0) or vector(0)", "none",
              [(None, "green"), (1, "orange")]),
         wide(table("Versions", "kpod_build_info per agent.", f"kpod_build_info{{{s}}}"), 24, 6),
+        row("Kernel signals"),
+        wide(stat("Collectors degraded", "Collectors running with some families that no "
+                  "program variant can feed on this node's kernel: those families are "
+                  "absent there, not zero (kpod_collector_state).",
+                  f'count(kpod_collector_state{{{s}, state="degraded"}} == 1) or vector(0)',
+                  "none", [(None, "green"), (1, "orange")]), 6, 8),
+        wide(table("Families that cannot be seen here", "kpod_signal_info with available="
+                   "\"false\": no program variant of the signal loads and attaches on this "
+                   "kernel; reason says why each variant failed (kpod-metrics probe shows the "
+                   "same on the node).",
+                   f'kpod_signal_info{{{s}, available="false"}}'), 18, 8),
         row("Collection"),
         wide(timeseries("Collection cycle duration", "p50/p99 time of one full collection "
                         "cycle per node; it must stay well under the poll interval.", "s",

@@ -186,6 +186,14 @@ SIGNAL_INFO = Family(
     label_names=("collector", "signal", "family", "available", "variant", "program", "reason"),
 )
 families.register(COLLECTOR_STATE, SIGNAL_INFO)
+
+CONDITIONAL: dict[str, tuple[Family, ...]] = {
+    "OTLP push is configured": (OTLP_EXPORTS, OTLP_FAILURES, OTLP_RETRIES, OTLP_SKIPPED,
+                                OTLP_DURATION),
+    "in Kubernetes mode": (POD_WATCH_ERRORS, POD_WATCH_MALFORMED, POD_WATCH_RELISTS),
+    "a collector or one of its programs is down": (COLLECTOR_STATUS,),
+}
+"""Self-metrics exported only under a condition (deploy/metric-names.txt marks them)."""
 families.register(CYCLE, COLLECTOR_DURATION, COLLECTOR_UP, COLLECTOR_STATUS, COLLECTOR_ERRORS,
                   CGROUP_READ_ERRORS, UNRESOLVED, MAP_ENTRIES, MAP_CAPACITY, MAP_WRITES,
                   MAP_ERRORS)

@@ -26,6 +26,26 @@ DASHBOARDS = sorted((DEPLOY / "dashboards").glob("*.json"))
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 # Series Prometheus itself produces for a target (not exported by the agent).
 PROMETHEUS_NAMES = {"up"}
+NOT_ON_A_PANEL = frozenset({
+    "kpod_agent_up", "kpod_bpf_map_entries_written_total", "kpod_bpf_map_evictions_total",
+    "kpod_bpf_program_stats_enabled", "kpod_cgroup_read_errors_total",
+    "kpod_collector_status_info", "kpod_collector_timeouts_total", "kpod_config_info",
+    "kpod_cpu_periods_total", "kpod_cpu_system_seconds_total",
+    "kpod_cpu_throttled_periods_total", "kpod_cpu_usage_seconds_total",
+    "kpod_cpu_user_seconds_total", "kpod_fs_inodes", "kpod_fs_inodes_free",
+    "kpod_fs_stuck_mounts", "kpod_ignored_samples_total", "kpod_last_cycle_age_seconds",
+    "kpod_mem_anon_bytes", "kpod_mem_cgroup_major_page_faults_total",
+    "kpod_mem_events_total", "kpod_mem_file_bytes", "kpod_mem_peak_bytes",
+    "kpod_mem_swap_bytes", "kpod_otlp_export_duration_seconds",
+    "kpod_otlp_export_failures_total", "kpod_otlp_export_retries_total",
+    "kpod_otlp_exports_skipped_total", "kpod_otlp_exports_total",
+    "kpod_pod_watch_errors_total", "kpod_pod_watch_malformed_total",
+    "kpod_pod_watch_relists_total", "kpod_series_limit", "kpod_unresolved_samples_total",
+})
+"""Exported families no rule or panel queries (yet). deploy/metric-names.txt is generated
+from the registry and lists every family; these are the ones the former hand-kept list
+left out. A new family must be queried somewhere or be added here on purpose."""
+
 
 _NAME = re.compile(r"(?<![\w:$])([a-zA-Z_:][a-zA-Z0-9_:]*)")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -142,7 +162,9 @@ def test_every_queried_metric_is_exported() -> None:
             unknown.append(f"{where}: {name}")
     assert not unknown, "queries use names the agent does not export:\n" + "\n".join(unknown)
     # every panel-worthy family is shown somewhere (build_info is shown as a table)
-    assert exported - used == set(), f"exported but never queried: {exported - used}"
+    assert exported - used == NOT_ON_A_PANEL, (
+        f"exported but never queried: {exported - used - NOT_ON_A_PANEL}; "
+        f"queried now, drop from NOT_ON_A_PANEL: {NOT_ON_A_PANEL & used}")
 
 
 def test_histograms_are_queried_through_their_buckets() -> None:

@@ -1,6 +1,6 @@
 """One data model, two exits: the hand-written exposition, the SDK's Prometheus rendering
-of the same store and the OTLP request the SDK encodes all carry the same numbers, and
-the SDK keeps no per-pod state."""
+of the same store (the test reference, tests/sdk_reference.py) and the OTLP request the
+exporter encodes all carry the same numbers, and no SDK state grows per pod."""
 
 from __future__ import annotations
 
@@ -11,44 +11,41 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 
-from kpodmetrics.export.otel import OTLP_ATTRIBUTE_NAMES, StoreProducer
-from kpodmetrics.export.otlp import InMemoryReaderWithProducers
+from kpodmetrics.export.otel import OTLP_ATTRIBUTE_NAMES, metrics_data
 from kpodmetrics.export.pipeline import Pipeline
 from kpodmetrics.export.promtext import fmt_value
 from kpodmetrics.export.store import SeriesStore
 from kpodmetrics.histogram import cumulative_at
 from tests.otlp_receiver import flatten, parse_exposition
+from tests.sdk_reference import SdkPrometheus
 from tests.unit.export_helpers import FakeResolver, cycle_samples
 
 NODE = (("node", "n1"),)
 INVERSE = {v: k for k, v in OTLP_ATTRIBUTE_NAMES.items()}
 
 
-def build(n: int = 300) -> tuple[SeriesStore, FakeResolver, Pipeline, InMemoryReaderWithProducers]:
+def build(n: int = 300) -> tuple[SeriesStore, FakeResolver, Pipeline, SdkPrometheus]:
     r = FakeResolver()
     r.live = set(range(n))
     store = SeriesStore(NODE)
     store.apply(cycle_samples(range(n)), r)
     store.apply(cycle_samples(range(n), step=3), r)
-    otlp_reader = InMemoryReaderWithProducers(
-        producers=[StoreProducer(store, rename=OTLP_ATTRIBUTE_NAMES).produce])
-    pipe = Pipeline(store, "n1", extra_readers=[otlp_reader])
-    return store, r, pipe, otlp_reader
+    return store, r, Pipeline(store, "n1"), SdkPrometheus(store)
 
 
-def otlp_request(reader: InMemoryReaderWithProducers) -> ExportMetricsServiceRequest:
-    data = reader.get_metrics_data()
-    assert data is not None
+def otlp_request(pipe: Pipeline) -> ExportMetricsServiceRequest:
+    """What one push sends: the pipeline's metrics as the exporter encodes them."""
+    data = metrics_data(pipe.resource, pipe.otlp_metrics())
     req = ExportMetricsServiceRequest()
     req.ParseFromString(encode_metrics(data).SerializeToString())  # over the wire and back
     return req
 
 
 def test_three_renderings_agree_number_for_number() -> None:
-    _store, _, pipe, reader = build()
+    _store, _, pipe, ref = build()
     hand = parse_exposition(pipe.render())
-    sdk = parse_exposition(pipe.render_sdk())
-    otlp = flatten(otlp_request(reader), INVERSE)
+    sdk = parse_exposition(ref.render())
+    otlp = flatten(otlp_request(pipe), INVERSE)
     assert len(hand) > 300 * 3
     assert hand == sdk
     assert hand == otlp
@@ -74,8 +71,8 @@ def test_values_match_the_store_directly() -> None:
 
 
 def test_otlp_histograms_are_explicit_with_the_prometheus_bounds() -> None:
-    _, _, _pipe, reader = build(5)
-    req = otlp_request(reader)
+    _, _, pipe, _ = build(5)
+    req = otlp_request(pipe)
     hists = [m for rm in req.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
              if m.WhichOneof("data") == "histogram"]
     assert hists
@@ -92,10 +89,10 @@ def test_otlp_histograms_are_explicit_with_the_prometheus_bounds() -> None:
     assert {"k8s.namespace.name", "k8s.pod.name", "k8s.container.name", "k8s.node.name"} <= attrs
 
 
-def _sdk_attribute_sets(pipe: Pipeline) -> int:
+def _sdk_attribute_sets(ref: SdkPrometheus) -> int:
     """Attribute sets the SDK holds in its own aggregation storage (private internals,
     read only to verify that pod series never land there)."""
-    consumer = pipe.provider._measurement_consumer  # type: ignore[attr-defined]
+    consumer = ref.provider._measurement_consumer  # type: ignore[attr-defined]
     total = 0
     for storage in consumer._reader_storages.values():
         for matches in storage._instrument_view_instrument_matches.values():
@@ -105,17 +102,17 @@ def _sdk_attribute_sets(pipe: Pipeline) -> int:
 
 
 def test_sdk_keeps_no_per_pod_state_and_gone_pods_leave_both_exits() -> None:
-    store, r, pipe, reader = build(500)
-    pipe.render_sdk()
-    otlp_request(reader)
-    held = _sdk_attribute_sets(pipe)
+    store, r, pipe, ref = build(500)
+    ref.render()
+    otlp_request(pipe)
+    held = _sdk_attribute_sets(ref)
     assert held <= 2  # kpod_agent_up once per reader, nothing per pod
     r.remove(list(range(500)))
     store.apply([], r)
-    assert not [k for k in parse_exposition(pipe.render_sdk()) if k[0] != "kpod_agent_up"]
+    assert not [k for k in parse_exposition(ref.render()) if k[0] != "kpod_agent_up"]
     assert not [k for k in parse_exposition(pipe.render()) if k[0] != "kpod_agent_up"]
-    assert not [k for k in flatten(otlp_request(reader)) if k[0] != "kpod_agent_up"]
-    assert _sdk_attribute_sets(pipe) == held
+    assert not [k for k in flatten(otlp_request(pipe)) if k[0] != "kpod_agent_up"]
+    assert _sdk_attribute_sets(ref) == held
 
 
 def test_label_escaping_and_special_values() -> None:

@@ -1,5 +1,7 @@
-"""The private SDK hook we depend on. If any of these fail after an SDK upgrade, the
-producer mixin (export/otel.py) must be re-verified before the pin is moved."""
+"""The SDK surface we depend on. The agent uses only public API (the metric data
+classes and OTLPMetricExporter.export); the tests' SDK Prometheus reference
+(tests/sdk_reference.py) uses a private hook. If any of these fail after an SDK
+upgrade, re-verify both before the pin is moved."""
 
 from __future__ import annotations
 
@@ -19,8 +21,11 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 
-from kpodmetrics.export.otel import ProducerReaderMixin
-from kpodmetrics.export.otlp import InMemoryReaderWithProducers
+from tests.sdk_reference import ProducerReaderMixin
+
+
+class InMemoryReaderWithProducers(ProducerReaderMixin, InMemoryMetricReader):
+    pass
 
 
 def test_sdk_minor_version_is_the_pinned_one() -> None:
@@ -62,6 +67,20 @@ def test_producer_output_reaches_both_reader_kinds() -> None:
     names = [m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics]
     assert "kpod_hook_total" in names and "sdk_one" in names
     provider.shutdown()
+
+
+def test_the_otlp_exit_uses_the_public_exporter_api() -> None:
+    """OTLPMetricExporter.export(MetricsData) is public and takes our data classes."""
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    import kpodmetrics.export.otlp as otlp_mod
+    import kpodmetrics.export.pipeline as pipe_mod
+
+    assert list(inspect.signature(OTLPMetricExporter.export).parameters)[:2] == [
+        "self", "metrics_data"]
+    for mod in (otlp_mod, pipe_mod):
+        src = inspect.getsource(mod)
+        assert "_receive_metrics" not in src and "MeterProvider(" not in src
 
 
 def test_exponential_points_still_break_the_prometheus_reader() -> None:

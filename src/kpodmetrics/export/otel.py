@@ -1,18 +1,18 @@
-"""The series store as OpenTelemetry data: one model, two exits.
+"""The series store as OpenTelemetry data, for the OTLP exit.
 
 Kernel data is already aggregated, and the OTel API cannot record a pre-aggregated
-histogram, so a small reader mixin appends `Metric` objects built from the store to
-whatever the SDK collected (opentelemetry-sdk 1.45 has no public MetricProducer).
-The Prometheus reader and the OTLP periodic reader both get the mixin, so both exits
-publish the same numbers. `_receive_metrics` is a private hook: the SDK minor version
-is pinned and tests/unit/test_otel_hook.py fails loudly if the hook changes.
+histogram. It does not have to: the SDK's public data classes (`Metric`, `Sum`,
+`Histogram`, ... of opentelemetry.sdk.metrics.export) describe cumulative points with
+their own start times, and the exporter's public `export(MetricsData)` encodes and
+sends them. So the store becomes `Metric`s here and goes straight to the exporter: no
+MeterProvider, no reader, no private hook, no dummy instrument.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import (
@@ -27,6 +27,7 @@ from opentelemetry.sdk.metrics.export import (
     ScopeMetrics,
     Sum,
 )
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from kpodmetrics import __version__
@@ -126,27 +127,7 @@ class StoreProducer:
         return Metric(family.name, family.help, unit, data)
 
 
-class ProducerReaderMixin:
-    """Appends producer output to the SDK's own collection before export."""
-
-    _producers: list[Callable[[], list[Metric]]]
-
-    def __init__(self, *args: Any, producers: list[Callable[[], list[Metric]]] | None = None,
-                 **kwargs: Any) -> None:
-        self._producers = list(producers or [])
-        super().__init__(*args, **kwargs)
-
-    def _receive_metrics(self, metrics_data: MetricsData | None, timeout_millis: float = 10_000,
-                         **kwargs: Any) -> None:
-        extra = [m for p in self._producers for m in p()]
-        if extra:
-            if metrics_data is None or not metrics_data.resource_metrics:
-                raise RuntimeError("SDK produced no resource metrics: keep one SDK instrument")
-            rms = list(metrics_data.resource_metrics)
-            rm = rms[0]
-            rms[0] = ResourceMetrics(
-                resource=rm.resource, schema_url=rm.schema_url,
-                scope_metrics=[*rm.scope_metrics, ScopeMetrics(SCOPE, extra, "")],
-            )
-            metrics_data = MetricsData(resource_metrics=rms)
-        super()._receive_metrics(metrics_data, timeout_millis=timeout_millis, **kwargs)  # type: ignore[misc]
+def metrics_data(resource: Resource, metrics: list[Metric]) -> MetricsData:
+    """The SDK's public export payload for our own pre-aggregated metrics."""
+    return MetricsData(resource_metrics=[ResourceMetrics(
+        resource=resource, scope_metrics=[ScopeMetrics(SCOPE, metrics, "")], schema_url="")])

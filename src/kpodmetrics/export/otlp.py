@@ -1,7 +1,8 @@
 """OTLP push (http/protobuf): the store through the SDK to a collector, once per cycle.
 
 The collection loop only calls `trigger()`, which never blocks: a single worker thread
-collects the SDK reader (our producer adds the store's series) and exports. The SDK's
+builds the metrics from the store (export/otel.py) and hands them to the SDK exporter's
+public `export()`. The SDK's
 HTTP client already retries transient failures with back-off inside one push; on top
 of that, after a failed push the worker waits poll_interval * 2^(failures-1) (capped)
 before trying again, so a dead collector costs a bounded, shrinking amount of CPU.
@@ -21,18 +22,15 @@ from typing import Any
 import requests
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Metric, MetricExportResult
+from opentelemetry.sdk.metrics.export import Metric, MetricExportResult
+from opentelemetry.sdk.resources import Resource
 
 from kpodmetrics.config import Settings, parse_otlp_headers
-from kpodmetrics.export.otel import ProducerReaderMixin
+from kpodmetrics.export.otel import metrics_data
 
 _log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 300.0
-
-
-class InMemoryReaderWithProducers(ProducerReaderMixin, InMemoryMetricReader):
-    """A pull reader: `get_metrics_data()` collects the SDK plus the producers."""
 
 
 def metrics_url(settings: Settings) -> str:
@@ -75,17 +73,19 @@ class PushStats:
 
 
 class OtlpPusher:
-    """Owns the OTLP reader, exporter and worker thread."""
+    """Owns the OTLP exporter and its worker thread."""
 
     def __init__(self, url: str, headers: dict[str, str], producer: Callable[[], list[Metric]],
                  interval: float, timeout: float | None = None,
-                 on_delivered: Callable[[], None] | None = None) -> None:
+                 on_delivered: Callable[[], None] | None = None,
+                 resource: Resource | None = None) -> None:
         self.url = url
+        self.producer = producer
+        self.resource = resource or Resource.create({"service.name": "kpod-metrics"})
         self._on_delivered = on_delivered
         """Told after each delivered export (start times of reset series, otel.py)."""
         self.stats = PushStats()
         self._stats_lock = threading.Lock()
-        self.reader = InMemoryReaderWithProducers(producers=[producer])
         self.timeout = timeout if timeout is not None else max(1.0, min(10.0, interval))
         self.exporter = OTLPMetricExporter(
             endpoint=url, headers=headers, timeout=self.timeout,
@@ -99,12 +99,13 @@ class OtlpPusher:
 
     @classmethod
     def from_settings(cls, settings: Settings, producer: Callable[[], list[Metric]],
-                      on_delivered: Callable[[], None] | None = None) -> OtlpPusher | None:
+                      on_delivered: Callable[[], None] | None = None,
+                      resource: Resource | None = None) -> OtlpPusher | None:
         url = metrics_url(settings)
         if not url:
             return None
         return cls(url, parse_otlp_headers(settings.otlp_headers), producer,
-                   settings.poll_interval, on_delivered=on_delivered)
+                   settings.poll_interval, on_delivered=on_delivered, resource=resource)
 
     def _count_attempt(self) -> None:
         with self._stats_lock:
@@ -140,12 +141,11 @@ class OtlpPusher:
         t0 = time.monotonic()
         ok = False
         try:
-            data = self.reader.get_metrics_data()
-            if data is not None:
-                ok = self.exporter.export(data, timeout_millis=self.timeout * 1000) \
-                    is MetricExportResult.SUCCESS
-                if ok and self._on_delivered is not None:
-                    self._on_delivered()
+            data = metrics_data(self.resource, self.producer())
+            ok = self.exporter.export(data, timeout_millis=self.timeout * 1000) \
+                is MetricExportResult.SUCCESS
+            if ok and self._on_delivered is not None:
+                self._on_delivered()
         except Exception:  # never let the push thread die
             _log.exception("OTLP push to %s failed", self.url)
         with self._stats_lock:
