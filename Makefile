@@ -7,14 +7,19 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CLANG ?= clang
 BPF_SRC := $(wildcard ebpf/*.bpf.c)
+# Objects per target architecture, whatever the build host: x86 in objects/, arm64 in
+# objects/arm64/ (built when vmlinux/arm64/vmlinux.h exists; see docs/deploy.md).
 BPF_OBJ_DIR := src/kpodmetrics/bpf/objects
 BPF_OBJ := $(patsubst ebpf/%.bpf.c,$(BPF_OBJ_DIR)/%.bpf.o,$(BPF_SRC))
+BPF_OBJ_ARM64 := $(patsubst ebpf/%.bpf.c,$(BPF_OBJ_DIR)/arm64/%.bpf.o,$(BPF_SRC))
 BPF_HDR := $(wildcard ebpf/*.h)
-BPF_CFLAGS := -g -O2 -target bpf -fdebug-prefix-map=$(CURDIR)=. -D__TARGET_ARCH_$(BPF_ARCH) -I vmlinux/$(ARCH) -I ebpf -Wall -Werror -Wno-unused-function
+BPF_CFLAGS_BASE := -g -O2 -target bpf -fdebug-prefix-map=$(CURDIR)=. -I ebpf -Wall -Werror -Wno-unused-function
+BPF_CFLAGS := $(BPF_CFLAGS_BASE) -D__TARGET_ARCH_x86 -I vmlinux/x86
 APT_RUN := libbpf1 python3-venv
 APT_BUILD := clang llvm libbpf-dev bpftool
 APT_IMAGE := podman runc mmdebstrap
-APT_TEST := $(APT_BUILD) libbpf-tools prometheus stress-ng iproute2 nftables linux-perf libseccomp2 libfuse3-dev fuse3 pkg-config tmux $(APT_IMAGE)
+APT_ARM64 := qemu-system-arm cpio
+APT_TEST := $(APT_BUILD) libbpf-tools prometheus stress-ng iproute2 nftables linux-perf libseccomp2 libfuse3-dev fuse3 pkg-config tmux $(APT_IMAGE) $(APT_ARM64)
 PORT ?=
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
@@ -27,14 +32,20 @@ all: bpf
 ## prebuilt CO-RE objects and the generated Python mirror of their shared header
 ## (both committed; running needs no compiler)
 STRUCTS_PY := src/kpodmetrics/bpf/structs.py
-bpf: $(BPF_OBJ) $(STRUCTS_PY)
+bpf: $(BPF_OBJ) $(if $(wildcard vmlinux/arm64/vmlinux.h),$(BPF_OBJ_ARM64)) $(STRUCTS_PY)
 
 $(STRUCTS_PY): ebpf/kpod_shared.h scripts/gen_structs.py vmlinux/$(ARCH)/vmlinux.h
 	python3 scripts/gen_structs.py
 
-$(BPF_OBJ_DIR)/%.bpf.o: ebpf/%.bpf.c $(BPF_HDR) vmlinux/$(ARCH)/vmlinux.h
+$(BPF_OBJ_DIR)/%.bpf.o: ebpf/%.bpf.c $(BPF_HDR) vmlinux/x86/vmlinux.h
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@.tmp
 	# strip DWARF, keep BTF (and .BTF.ext for CO-RE relocations)
+	llvm-strip -g $@.tmp
+	mv $@.tmp $@
+
+$(BPF_OBJ_DIR)/arm64/%.bpf.o: ebpf/%.bpf.c $(BPF_HDR) vmlinux/arm64/vmlinux.h
+	@mkdir -p $(dir $@)
+	$(CLANG) $(BPF_CFLAGS_BASE) -D__TARGET_ARCH_arm64 -I vmlinux/arm64 -c $< -o $@.tmp
 	llvm-strip -g $@.tmp
 	mv $@.tmp $@
 

@@ -79,9 +79,15 @@ static __always_inline __u64 kpod_sk_cgroup_id(const struct sock *sk, const bool
  * the arguments (raw_tp). The `err` field of the trace event record appeared in the
  * same commit and tells the two shapes apart at load time.
  */
+/* a local flavour of the record, so this compiles against any vmlinux.h (the arm64
+ * header comes from a 6.1 kernel, where the record type has no such name) */
+struct trace_event_raw_tcp_retransmit_skb___kpod {
+	int err;
+} __attribute__((preserve_access_index));
+
 static __always_inline bool kpod_retransmit_has_err(void)
 {
-	return bpf_core_field_exists(struct trace_event_raw_tcp_retransmit_skb, err);
+	return bpf_core_field_exists(struct trace_event_raw_tcp_retransmit_skb___kpod, err);
 }
 
 /*

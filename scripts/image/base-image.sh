@@ -11,10 +11,17 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 tag=${1:-localhost/kpod-metrics-base:bookworm}
 suite=${BASE_SUITE:-bookworm}
+arch=${BASE_ARCH:-$(dpkg --print-architecture)}
 tool=$(container_tool)
 packages=python3,python3-venv,libbpf1,ca-certificates
 # rebuilt only when the recipe changes
-recipe="suite=$suite packages=$packages"
+recipe="suite=$suite arch=$arch packages=$packages"
+if [ "$arch" != "$(dpkg --print-architecture)" ] && [ "$(id -u)" -eq 0 ]; then
+  # maintainer scripts of a foreign architecture run under qemu-user through binfmt_misc
+  bash "$here/../ensure-apt.sh" qemu-user-static binfmt-support
+  [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  update-binfmts --enable >/dev/null 2>&1 || true
+fi
 if [ "$("$tool" image inspect --format '{{ index .Config.Labels "kpod.base.recipe" }}' "$tag" 2>/dev/null || true)" = "$recipe" ]; then
   echo "base image $tag is up to date"
   exit 0
@@ -31,12 +38,12 @@ done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "building base image $tag from Debian $suite packages ($packages)"
-mmdebstrap --quiet --variant=minbase --include="$packages" \
+mmdebstrap --quiet --variant=minbase --architectures="$arch" --include="$packages" \
   --aptopt='Acquire::Languages "none"' \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' \
   --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
   "$suite" "$tmp/rootfs.tar" "${sources[@]}"
-"$tool" import --change "LABEL kpod.base.recipe=$recipe" --change 'CMD ["/bin/bash"]' \
-  "$tmp/rootfs.tar" "$tag" >/dev/null
+"$tool" import --arch "$arch" --change "LABEL kpod.base.recipe=$recipe" \
+  --change 'CMD ["/bin/bash"]' "$tmp/rootfs.tar" "$tag" >/dev/null
 echo "base image $tag built"

@@ -22,7 +22,10 @@ from kpodmetrics.bpf import structs
 from tests.conftest import require
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-OBJECTS = sorted(glob.glob(os.path.join(os.path.dirname(structs.__file__), "objects", "*.bpf.o")))
+OBJECTS = sorted(glob.glob(os.path.join(os.path.dirname(structs.__file__), "objects", "*.bpf.o"))
+                 + glob.glob(os.path.join(os.path.dirname(structs.__file__), "objects", "arm64",
+                                          "*.bpf.o")))
+"""Every shipped object, of every architecture: the mirrors must fit them all."""
 HEALTH = {"cpu_sched": ("cpu_health", structs.KPOD_HEALTH_CPU_N),
           "net": ("net_health", structs.KPOD_HEALTH_NET_N),
           "mem": ("mem_health", structs.KPOD_HEALTH_MEM_N),

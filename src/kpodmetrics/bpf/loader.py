@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import platform
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -25,12 +26,23 @@ from kpodmetrics.bpf.variants import Signal, SignalState, Variant, VariantChoose
 _log = logging.getLogger(__name__)
 
 
-def object_path(name: str) -> str:
-    """Path of a prebuilt object shipped as package data (`cpu_sched` -> .../cpu_sched.bpf.o)."""
+OBJECT_DIRS = {"x86_64": ("objects",), "aarch64": ("objects", "arm64")}
+"""Where each machine architecture's prebuilt objects are shipped (Makefile `bpf`)."""
+
+
+def object_path(name: str, machine: str | None = None) -> str:
+    """Path of a prebuilt object shipped as package data (`cpu_sched` -> .../cpu_sched.bpf.o),
+    for this machine's architecture (objects are CO-RE but not architecture-neutral)."""
     override = os.environ.get("KPOD_BPF_DIR")
     if override:
         return os.path.join(override, f"{name}.bpf.o")
-    return str(resources.files("kpodmetrics.bpf").joinpath("objects", f"{name}.bpf.o"))
+    machine = machine or platform.machine()
+    parts = OBJECT_DIRS.get(machine)
+    if parts is None:
+        raise ObjectNotFound(f"BPF object {name}", errno.ENOEXEC,
+                             f"no prebuilt objects for machine {machine!r}",
+                             f"objects ship for {', '.join(OBJECT_DIRS)}")
+    return str(resources.files("kpodmetrics.bpf").joinpath(*parts, f"{name}.bpf.o"))
 
 
 @dataclass(slots=True)
