@@ -12,8 +12,10 @@
  * Hybrid hosts (the io controller on a cgroup v1 hierarchy): the blkcg is then a v1
  * cgroup whose id means nothing in the v2 tree. For those the owner falls back to the
  * cgroup v2 of the task that made the request for the bio (block_getrq runs in the
- * submitter's context), remembered per bio until the request is issued; buffered
- * writeback is then charged to the flusher, as the v1 block layer itself does.
+ * submitter's context), remembered per bio until the request completes (not just
+ * until its issue: a request the driver requeues, e.g. on a full virtqueue, is issued
+ * again); buffered writeback is then charged to the flusher, as the v1 block layer
+ * itself does.
  *
  * Completions with no owner (no bio: flush requests) or whose issue was not seen are
  * counted in bio_unowned, never charged to anybody.
@@ -117,10 +119,10 @@ static __always_inline void on_issue(struct request *rq)
 
 	st.key.cgroup_id = blkcg_cgroup_id(bio, &v2);
 	if (bio && !v2) {
+		/* kept until completion: a request the driver requeues is issued again */
 		sub = bpf_map_lookup_elem(&bio_submitter, &bkey);
 		st.key.cgroup_id = sub ? *sub : 0;
-		if (sub)
-			bpf_map_delete_elem(&bio_submitter, &bkey);
+		st.submitter_bio = sub ? bkey : 0;
 	}
 	if (disk)
 		st.key.dev = ((__u32)BPF_CORE_READ(disk, major) << 20) |
@@ -171,7 +173,7 @@ int BPF_PROG(kpod_block_rq_complete, struct request *rq)
 	struct kpod_bio_start *st;
 	struct kpod_bio_stats *val;
 	struct kpod_bio_key k;
-	__u64 issued;
+	__u64 issued, bio;
 
 	st = bpf_map_lookup_elem(&bio_inflight, &key);
 	if (!st) {
@@ -180,7 +182,10 @@ int BPF_PROG(kpod_block_rq_complete, struct request *rq)
 	}
 	k = st->key;
 	issued = st->issued_ns;
+	bio = st->submitter_bio;
 	bpf_map_delete_elem(&bio_inflight, &key);
+	if (bio)
+		bpf_map_delete_elem(&bio_submitter, &bio);
 	if (!k.cgroup_id) {
 		unowned(KPOD_BIO_NO_OWNER);
 		return 0;

@@ -118,6 +118,7 @@ struct kpod_bio_stats {
 struct kpod_bio_start {
 	__u64 issued_ns;
 	struct kpod_bio_key key;
+	__u64 submitter_bio; /* hybrid hosts: bio_submitter key to drop at completion, else 0 */
 };
 
 /* health indices of bio.bpf.c */

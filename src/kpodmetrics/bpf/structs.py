@@ -149,11 +149,12 @@ class KpodBioStats(ctypes.Structure):
 
 
 class KpodBioStart(ctypes.Structure):
-    """struct kpod_bio_start (24 bytes)."""
+    """struct kpod_bio_start (32 bytes)."""
 
     _fields_ = [
         ("issued_ns", ctypes.c_uint64),
         ("key", KpodBioKey),
+        ("submitter_bio", ctypes.c_uint64),
     ]
 
 
