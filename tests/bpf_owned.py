@@ -34,6 +34,16 @@ def prog_ids(pid: int) -> set[int]:
     return out
 
 
+def prog_stats(fd: int) -> tuple[int, int]:
+    """(run_time_ns, run_cnt) of a program fd of this process, read from its fdinfo by
+    the agent's own reader (kernel tests measure program cost with it)."""
+    from kpodmetrics.bpf.stats import read_program_stats
+
+    got = read_program_stats(fd)
+    assert got is not None, f"fdinfo of fd {fd} has no run_time_ns/run_cnt (not a program?)"
+    return got
+
+
 def still_loaded(ids: set[int], settle: float = 3.0) -> list[int]:
     """Of `ids`, the programs still loaded after letting deferred frees (RCU) finish."""
     deadline = time.monotonic() + settle

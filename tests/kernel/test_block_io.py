@@ -32,6 +32,7 @@ from kpodmetrics.bpf.errors import BpfError
 from kpodmetrics.bpf.loader import BpfObject, LoadOptions
 from kpodmetrics.bpf.structs import KpodBioKey, KpodBioStats
 from kpodmetrics.collectors.ebpf.block_io import SIGNAL, BlockIOCollector, devno
+from tests.bpf_owned import prog_stats
 from tests.conftest import require, require_root
 from tests.kernel.cgroup_util import PYTHON, build_helper, make_cgroups, spawn_in
 
@@ -54,15 +55,6 @@ print("done", flush=True)
 sys.stdin.read(1)
 """
 
-
-def prog_stats(fd: int) -> tuple[int, int]:
-    """(run_time_ns, run_cnt) of a program from fdinfo (BPF stats on)."""
-    vals = {}
-    with open(f"/proc/self/fdinfo/{fd}") as fh:
-        for line in fh:
-            key, _, value = line.partition(":")
-            vals[key.strip()] = value.strip()
-    return int(vals.get("run_time_ns", 0)), int(vals.get("run_cnt", 0))
 
 
 def enable_io(parent: str) -> None:

@@ -20,6 +20,7 @@ import pytest
 from kpodmetrics.bpf import features
 from kpodmetrics.bpf.loader import BpfObject, LoadOptions
 from kpodmetrics.bpf.variants import Signal, Variant
+from tests.bpf_owned import prog_ids
 from tests.conftest import require, require_root
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,15 +79,7 @@ def hits_after_switches(obj: BpfObject) -> dict[int, int]:
 def kernel_names() -> set[str]:
     """Names of the programs this process holds fds of, as the kernel lists them
     (fdinfo gives the ids; other processes' programs do not count)."""
-    ids = set()
-    for fd in os.listdir("/proc/self/fdinfo"):
-        try:
-            with open(f"/proc/self/fdinfo/{fd}") as fh:
-                for line in fh:
-                    if line.startswith("prog_id:"):
-                        ids.add(int(line.split()[1]))
-        except OSError:
-            continue
+    ids = prog_ids(os.getpid())
     out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True,
                          check=True).stdout
     return {p.get("name", "") for p in json.loads(out) if p.get("id") in ids}

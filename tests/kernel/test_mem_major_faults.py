@@ -22,6 +22,7 @@ from kpodmetrics.bpf import libbpf
 from kpodmetrics.bpf.maps import u64_key
 from kpodmetrics.bpf.structs import KpodMemStats
 from kpodmetrics.collectors.ebpf.mem_events import FAULT_PROG, MemCollector, online_cpus
+from tests.bpf_owned import prog_stats
 from tests.conftest import require_root
 from tests.kernel.cgroup_util import build_helper, make_cgroups, spawn_in
 
@@ -33,15 +34,6 @@ def majflt(pid: int) -> int:
         text = fh.read()
     return int(text[text.rindex(")") + 2 :].split()[9])  # field 12: majflt
 
-
-def prog_stats(fd: int) -> tuple[int, int]:
-    """(run_time_ns, run_cnt) from fdinfo (zero unless BPF stats are on)."""
-    vals = {}
-    with open(f"/proc/self/fdinfo/{fd}") as fh:
-        for line in fh:
-            key, _, value = line.partition(":")
-            vals[key.strip()] = value.strip()
-    return int(vals.get("run_time_ns", 0)), int(vals.get("run_cnt", 0))
 
 
 def perf_fds() -> int:

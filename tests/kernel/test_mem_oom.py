@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -58,17 +57,7 @@ def v1_memcg(limit: int) -> Iterator[str]:
             fh.write(str(limit))
         yield path
     finally:
-        for _ in range(100):
-            with open(os.path.join(path, "cgroup.procs")) as fh:
-                pids = [int(x) for x in fh.read().split()]
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, 9)
-            try:
-                os.rmdir(path)
-                break
-            except OSError:
-                time.sleep(0.05)
+        remove_tree(path)  # kills its tasks, retries the rmdir while they exit
 
 
 def oom_kill_count(memcg_dir: str) -> int:

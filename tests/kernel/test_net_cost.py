@@ -18,6 +18,7 @@ import pytest
 
 from kpodmetrics.bpf import libbpf
 from kpodmetrics.collectors.ebpf.tcp import NetTcpCollector
+from tests.bpf_owned import prog_stats as run_stats
 from tests.conftest import require_root
 from tests.kernel.cgroup_util import build_helper, make_cgroups
 from tests.kernel.test_net_tcp import (
@@ -45,18 +46,6 @@ def bpf_stats() -> Iterator[None]:
     finally:
         os.close(fd)
 
-
-def run_stats(prog_fd: int) -> tuple[int, int]:
-    """(run_time_ns, run_cnt) of a program fd."""
-    t = n = 0
-    with open(f"/proc/self/fdinfo/{prog_fd}") as fh:
-        for line in fh:
-            key, _, val = line.partition(":")
-            if key == "run_time_ns":
-                t = int(val)
-            elif key == "run_cnt":
-                n = int(val)
-    return t, n
 
 
 def traffic() -> None:

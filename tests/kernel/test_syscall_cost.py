@@ -21,20 +21,12 @@ from kpodmetrics import syscalls
 from kpodmetrics.bpf import libbpf
 from kpodmetrics.collectors.ebpf.syscalls import SyscallCollector
 from kpodmetrics.config import DEFAULT_SYSCALLS
+from tests.bpf_owned import prog_stats
 from tests.conftest import require_root
 from tests.kernel.cgroup_util import build_helper, make_cgroups, spawn_in
 
 STORM = 2_000_000
 
-
-def prog_stats(fd: int) -> tuple[int, int]:
-    """(run_time_ns, run_cnt) of a program fd of this process."""
-    vals = {}
-    with open(f"/proc/self/fdinfo/{fd}") as fh:
-        for line in fh:
-            key, _, value = line.partition(":")
-            vals[key.strip()] = value.strip()
-    return int(vals["run_time_ns"]), int(vals["run_cnt"])
 
 
 def storm_seconds(exe: str) -> float:
