@@ -113,12 +113,5 @@ def register(*families: Family) -> tuple[Family, ...]:
     return families
 
 
-def get(name: str) -> Family:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown metric family {name!r}: declare it with families.register") from None
-
-
 def all_families() -> dict[str, Family]:
     return dict(_REGISTRY)

@@ -270,10 +270,6 @@ class SeriesStore:
         for k in stale:
             del self._raw[k]
 
-    def drop_owner(self, owner_key: str) -> None:
-        with self._lock:
-            self._drop_owner_locked(owner_key)
-
     def _drop_owner_locked(self, owner_key: str) -> None:
         if owner_key in (AGENT_KEY, OVERFLOW_KEY):
             return
