@@ -119,4 +119,44 @@ static __always_inline bool kpod_retransmit_has_err(void)
 
 /* ---- end of net ---- */
 
+/* ---- syscall and mem (ebpf/syscall.bpf.c, ebpf/mem.bpf.c) ---- */
+
+/*
+ * Tracing programs (raw_tp, kprobe, perf_event, ...) may use hash maps allocated at run
+ * time only since 6.1, commit 96da3f7d489d ("bpf: Remove tracing program restriction on
+ * map types", with the hash map's move to bpf_mem_alloc). Before it the verifier refuses
+ * them: "trace type programs with run-time allocated hash maps are unsafe" (measured on
+ * Debian 11's 5.10). The "hash" fallback of the syscall start map is for exactly those
+ * kernels, so it is preallocated: no BPF_F_NO_PREALLOC.
+ */
+#define KPOD_SYS_START_HASH_FLAGS 0
+
+/*
+ * Task-local storage (BPF_MAP_TYPE_TASK_STORAGE) came in 5.11 for LSM programs only;
+ * tracing programs may use it since 5.13, commit a10787e6d58c ("bpf: Enable task local
+ * storage for tracing programs"), with bpf_get_current_task_btf() (5.11, commit
+ * 3ca1032ab7ab) to name the current task. The syscall collector's preferred variant
+ * keeps each thread's start time there; 5.10 takes the "hash" variant.
+ */
+
+/*
+ * oom/mark_victim passes the victim task (and its uid) since 6.9, commit 72ba14deb40a
+ * ("mm: update mark_victim tracepoints fields"; also in some stable trees). Before it
+ * the only argument is `int pid`, which cannot be turned into a cgroup in BPF. The
+ * tp_btf program dereferences the argument as a BTF pointer, so on those kernels the
+ * verifier refuses it (the argument is a scalar) and the collector falls back to the
+ * function that marks the victim, mark_oom_victim(struct task_struct *), through
+ * fentry or kprobe.
+ */
+
+/*
+ * Histogram slot (kpod_hist_add in kpod_bpf.h, used by kpod_sys_exit*): before 6.10 the
+ * verifier loses the bounds of OR with a non-constant operand, which kpod_slot() uses,
+ * and clang drops the clamp it can prove redundant, so 6.1 refused sys_exit with EACCES
+ * (issue 12). kpod_hist_add() masks the index on the register that indexes, behind
+ * barrier_var(). (Found by helper `sched`, who documents it for cpu_sched as well.)
+ */
+
+/* ---- end of syscall and mem ---- */
+
 #endif

@@ -36,10 +36,14 @@ static __always_inline __u32 kpod_slot(__u64 v)
 
 static __always_inline void kpod_hist_add(struct kpod_hist *h, __u64 v)
 {
-	__u32 slot = kpod_slot(v);
+	__u64 slot = kpod_slot(v);
 
-	if (slot >= KPOD_HIST_SLOTS) /* for the verifier */
-		return;
+	/* Bound the index on the register that indexes: kernels before 6.10 lose the
+	 * bounds of kpod_slot()'s arithmetic and clang drops a check it can prove
+	 * redundant (core_fixes.bpf.h, "Histogram slot"). The mask changes no value. */
+	_Static_assert((KPOD_HIST_SLOTS & (KPOD_HIST_SLOTS - 1)) == 0, "power of two");
+	barrier_var(slot);
+	slot &= KPOD_HIST_SLOTS - 1;
 	__sync_fetch_and_add(&h->slots[slot], 1);
 	__sync_fetch_and_add(&h->sum, v);
 	__sync_fetch_and_add(&h->count, 1);

@@ -2,9 +2,11 @@
 /*
  * OOM kills and major page faults per cgroup.
  *
- * OOM: oom/mark_victim fires in the context of whichever task ran into the limit
- * (often not the victim), so the kill is charged to the cgroup of the tracepoint's
- * task argument, read by CO-RE, never to current.
+ * OOM: a victim is marked in the context of whichever task ran into the limit (often
+ * not the victim), so the kill is charged to the cgroup of the victim task, never to
+ * current. Where oom/mark_victim carries the task (6.9+) the tracepoint is used; older
+ * kernels pass only a pid there, so the collector falls back to mark_oom_victim(), the
+ * function that fires it, through fentry or else kprobe. One variant is attached.
  *
  * Major faults: a perf-event program on the software event PERF_COUNT_SW_PAGE_FAULTS_MAJ
  * (sample period 1, one event per CPU, opened by userspace). The event is raised
@@ -15,6 +17,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "kpod_bpf.h"
+#include "core_fixes.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -39,20 +42,40 @@ static __always_inline struct kpod_mem_stats *stats_of(__u64 cg)
 	return kpod_lookup_or_init(&mem_stats, &cg, &zero_stats, &mem_health, KPOD_HEALTH_MEM_STATS);
 }
 
-/*
- * The task argument exists since the tracepoint was extended with the victim's
- * uid and memory figures (2024); before that it passed only an int pid, which
- * cannot be turned into a cgroup here. Such kernels count nothing rather than
- * charging the wrong cgroup.
- */
+/* The victim's cgroup from a task pointer the verifier knows as a BTF task_struct:
+ * the first load is a direct one, so a program whose argument is not such a pointer
+ * (mark_victim before 6.9, see core_fixes.bpf.h) is refused instead of counting nothing. */
+static __always_inline void count_kill(struct task_struct *victim)
+{
+	struct css_set *cs = victim->cgroups;
+	struct kpod_mem_stats *st = stats_of(BPF_CORE_READ(cs, dfl_cgrp, kn, id));
+
+	if (st)
+		__sync_fetch_and_add(&st->oom_kills, 1);
+}
+
+/* OOM variant "tp_btf": the tracepoint's task argument (6.9+). */
 SEC("tp_btf/mark_victim")
 int BPF_PROG(kpod_mark_victim, struct task_struct *task)
 {
-	struct kpod_mem_stats *st;
+	count_kill(task);
+	return 0;
+}
 
-	if (!bpf_core_field_exists(struct trace_event_raw_mark_victim, uid))
-		return 0;
-	st = stats_of(kpod_task_cgroup_id(task));
+/* OOM variant "fentry": the function that fires the tracepoint, on older kernels. */
+SEC("fentry/mark_oom_victim")
+int BPF_PROG(kpod_mark_oom_victim, struct task_struct *tsk)
+{
+	count_kill(tsk);
+	return 0;
+}
+
+/* OOM variant "kprobe": the same function where fentry is refused (no BTF trampoline). */
+SEC("kprobe/mark_oom_victim")
+int BPF_KPROBE(kpod_mark_oom_victim_kprobe, struct task_struct *tsk)
+{
+	struct kpod_mem_stats *st = stats_of(kpod_task_cgroup_id(tsk));
+
 	if (st)
 		__sync_fetch_and_add(&st->oom_kills, 1);
 	return 0;

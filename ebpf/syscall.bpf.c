@@ -6,21 +6,32 @@
  * from the configured names; with it empty nothing is measured, which is why the
  * collector reads it back before attaching. An untracked syscall costs one inlined
  * array lookup on enter, and one register read plus one array lookup on exit.
- * Tracked calls store their start time per thread (sys_start, plain HASH keyed by
- * pid_tgid) and are charged on exit to the calling task's cgroup.
+ * Tracked calls store their start time per thread and are charged on exit to the
+ * calling task's cgroup.
+ *
+ * Where the start time lives is the difference between the two variants (the
+ * collector attaches exactly one pair):
+ *   kpod_sys_enter/exit       task-local storage: freed with its task, so exits,
+ *                             execs and killed threads leave nothing behind, and the
+ *                             number of entries is bounded by the number of tasks.
+ *   kpod_sys_enter/exit_hash  a preallocated HASH keyed by pid_tgid, for kernels
+ *                             without task storage in tracing programs (see
+ *                             core_fixes.bpf.h); bounded by its size, inserts that do
+ *                             not fit are counted in sys_health.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "kpod_bpf.h"
+#include "core_fixes.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define MAX_ERRNO 4095
 
 struct sys_start_val {
-	__u64 ts; /* enter time, ns */
+	__u64 ts; /* enter time, ns; 0: no call in flight */
 	__u32 nr;
 	__u32 pad;
 };
@@ -32,12 +43,19 @@ struct {
 	__type(value, __u8); /* 1: tracked */
 } sys_filter SEC(".maps");
 
+/* variant "task_storage": one value per task that made a tracked call */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* required for local storage */
+	__type(key, int);
+	__type(value, struct sys_start_val);
+} sys_task_start SEC(".maps");
+
+/* variant "hash": threads in a tracked call; preallocated (KPOD_SYS_START_HASH_FLAGS) */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
-	/* threads blocked in a tracked syscall (futex, epoll_wait) hold an entry for long;
-	 * allocate per entry instead of 1.4 MB up front (tracked calls only pay it) */
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(map_flags, KPOD_SYS_START_HASH_FLAGS);
 	__type(key, __u64); /* pid_tgid */
 	__type(value, struct sys_start_val);
 } sys_start SEC(".maps");
@@ -81,8 +99,66 @@ static __always_inline long exit_nr(struct pt_regs *regs)
 #endif
 }
 
+/* One completed call of `nr` taking `delta` ns and returning `ret`, charged to current. */
+static __always_inline void charge(__u32 nr, __u64 delta, long ret)
+{
+	struct kpod_sys_key key = {};
+	struct kpod_sys_stats *st;
+
+	key.nr = nr;
+	key.cgroup_id = bpf_get_current_cgroup_id();
+	st = kpod_lookup_or_init(&sys_stats, &key, &zero_stats, &sys_health, KPOD_HEALTH_SYS_STATS);
+	if (!st)
+		return;
+	kpod_hist_add(&st->latency, delta);
+	if (ret < 0 && ret >= -MAX_ERRNO)
+		__sync_fetch_and_add(&st->errors, 1);
+}
+
+/* ---- variant "task_storage" ------------------------------------------------------- */
+
 SEC("raw_tp/sys_enter")
 int BPF_PROG(kpod_sys_enter, struct pt_regs *regs, long id)
+{
+	struct sys_start_val *v;
+
+	if (!tracked(id))
+		return 0;
+	v = bpf_task_storage_get(&sys_task_start, bpf_get_current_task_btf(), 0,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!v) {
+		KPOD_HEALTH_INC(sys_health, KPOD_HEALTH_SYS_START, update_errors);
+		return 0;
+	}
+	v->ts = bpf_ktime_get_ns();
+	v->nr = (__u32)id;
+	return 0;
+}
+
+SEC("raw_tp/sys_exit")
+int BPF_PROG(kpod_sys_exit, struct pt_regs *regs, long ret)
+{
+	struct sys_start_val *v;
+	__u64 now, ts;
+	long nr = exit_nr(regs);
+
+	/* untracked: stop before touching the storage (unknown arch: the storage decides) */
+	if (nr >= 0 && !tracked(nr))
+		return 0;
+	v = bpf_task_storage_get(&sys_task_start, bpf_get_current_task_btf(), 0, 0);
+	if (!v || !v->ts)
+		return 0; /* entered before we attached */
+	now = bpf_ktime_get_ns();
+	ts = v->ts;
+	v->ts = 0;
+	charge(v->nr, now > ts ? now - ts : 0, ret);
+	return 0;
+}
+
+/* ---- variant "hash" --------------------------------------------------------------- */
+
+SEC("raw_tp/sys_enter")
+int BPF_PROG(kpod_sys_enter_hash, struct pt_regs *regs, long id)
 {
 	struct sys_start_val v = {};
 	__u64 tid;
@@ -98,15 +174,13 @@ int BPF_PROG(kpod_sys_enter, struct pt_regs *regs, long id)
 }
 
 SEC("raw_tp/sys_exit")
-int BPF_PROG(kpod_sys_exit, struct pt_regs *regs, long ret)
+int BPF_PROG(kpod_sys_exit_hash, struct pt_regs *regs, long ret)
 {
-	struct kpod_sys_key key = {};
 	struct sys_start_val *v;
-	struct kpod_sys_stats *st;
-	__u64 tid, now, delta;
+	__u64 tid, now, ts;
+	__u32 nr_in;
 	long nr = exit_nr(regs);
 
-	/* untracked: stop before touching the hash (unknown arch: the hash decides) */
 	if (nr >= 0 && !tracked(nr))
 		return 0;
 	tid = bpf_get_current_pid_tgid();
@@ -114,16 +188,9 @@ int BPF_PROG(kpod_sys_exit, struct pt_regs *regs, long ret)
 	if (!v)
 		return 0; /* entered before we attached */
 	now = bpf_ktime_get_ns();
-	delta = now > v->ts ? now - v->ts : 0;
-	key.nr = v->nr;
+	ts = v->ts;
+	nr_in = v->nr;
 	bpf_map_delete_elem(&sys_start, &tid);
-
-	key.cgroup_id = bpf_get_current_cgroup_id();
-	st = kpod_lookup_or_init(&sys_stats, &key, &zero_stats, &sys_health, KPOD_HEALTH_SYS_STATS);
-	if (!st)
-		return 0;
-	kpod_hist_add(&st->latency, delta);
-	if (ret < 0 && ret >= -MAX_ERRNO)
-		__sync_fetch_and_add(&st->errors, 1);
+	charge(nr_in, now > ts ? now - ts : 0, ret);
 	return 0;
 }

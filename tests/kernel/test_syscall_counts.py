@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from kpodmetrics import syscalls
-from kpodmetrics.bpf.loader import BpfObject
+from kpodmetrics.bpf.loader import BpfObject, LoadOptions
 from kpodmetrics.bpf.structs import KpodSysKey, KpodSysStats
 from kpodmetrics.collectors.base import CollectContext, CollectorUnavailable
 from kpodmetrics.collectors.ebpf.syscalls import SyscallCollector
@@ -25,6 +25,7 @@ from kpodmetrics.config import DEFAULT_SYSCALLS
 from kpodmetrics.samples import HistogramSample, Sample
 from tests.conftest import require_root
 from tests.kernel.cgroup_util import KernelCgroup, build_helper, make_cgroups, spawn_in
+from tests.kernel.variant_util import kernel_release, start_forced
 
 N_CALLS = 1000
 N_FAIL = 337
@@ -63,11 +64,21 @@ def per_key(read_items: list[tuple[bytes, bytes]]) -> dict[tuple[int, int], Kpod
     return out
 
 
-@pytest.fixture
-def collector() -> Iterator[SyscallCollector]:
+def lacks(variant: str) -> Callable[[str], str]:
+    """What the kernel must offer for each start-map variant (ebpf/core_fixes.bpf.h)."""
+    def why(reason: str) -> str:
+        if variant == "task_storage" and kernel_release() < (5, 13):
+            return "task-local storage in tracing programs (5.13, commit a10787e6d58c)"
+        return ""
+    return why
+
+
+@pytest.fixture(params=["task_storage", "hash"])
+def collector(request: pytest.FixtureRequest) -> Iterator[SyscallCollector]:
+    """The collector on each variant of its start map (the hash is 5.10's)."""
     require_root()
-    c = SyscallCollector(syscalls.resolve(DEFAULT_SYSCALLS))
-    c.start()
+    c = start_forced(SyscallCollector, "syscalls", request.param, lacks(request.param),
+                     syscalls.resolve(DEFAULT_SYSCALLS))
     yield c
     c.close()
 
@@ -107,7 +118,7 @@ def test_empty_filter_measures_nothing_and_filled_one_does() -> None:
     """The same object with the filter left empty, then filled by the collector code."""
     require_root()
     nr = syscalls.table()["openat"]
-    obj = BpfObject("syscall").load()
+    obj = BpfObject("syscall", opts=LoadOptions(signals=SyscallCollector.signals)).load()
     try:
         obj.attach()
         with make_cgroups("work") as (work,):

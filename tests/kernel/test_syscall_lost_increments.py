@@ -73,7 +73,8 @@ def test_no_increment_lost_while_reading_every_100ms(legacy: bool) -> None:
     ratio = lost / oracle
     print(f"\n[{'legacy' if legacy else 'batch'}] oracle={oracle} counted={calls} "
           f"errors={errors} lost={lost} ratio={ratio:.3e} reads={reads}")
-    assert oracle > 1_000_000, "the hammer should make millions of calls"
+    # enough calls that the bound means something (a loaded machine makes fewer)
+    assert oracle * BOUND[legacy] >= 10, f"only {oracle} calls: the bound would allow under 10"
     assert reads >= HAMMER_MS / 1000 / READ_EVERY * 0.8
     assert calls <= oracle, "never more than the calls made"
     assert ratio <= BOUND[legacy]

@@ -44,6 +44,8 @@ uint32_t bpf_map__max_entries(const struct bpf_map *map);
 int bpf_map__set_max_entries(struct bpf_map *map, uint32_t max_entries);
 void *bpf_map__initial_value(struct bpf_map *map, size_t *psize);
 int bpf_map__set_initial_value(struct bpf_map *map, const void *data, size_t size);
+int bpf_map__set_autocreate(struct bpf_map *map, bool autocreate);
+int libbpf_probe_bpf_map_type(int map_type, const void *opts);
 
 struct bpf_map_batch_opts { size_t sz; uint64_t elem_flags; uint64_t flags; };
 int bpf_map_lookup_and_delete_batch(int fd, void *in_batch, void *out_batch, void *keys,

@@ -10,6 +10,7 @@ whose programs all probe, load and attach wins, and only its programs stay loade
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import platform
@@ -43,6 +44,12 @@ def object_path(name: str, machine: str | None = None) -> str:
                              f"no prebuilt objects for machine {machine!r}",
                              f"objects ship for {', '.join(OBJECT_DIRS)}")
     return str(resources.files("kpodmetrics.bpf").joinpath(*parts, f"{name}.bpf.o"))
+
+
+@functools.lru_cache(maxsize=64)
+def map_type_supported(map_type: int) -> bool:
+    """Whether this kernel can create maps of `map_type` (libbpf's probe; asked once)."""
+    return int(libbpf.lib().libbpf_probe_bpf_map_type(map_type, libbpf.ffi.NULL)) == 1
 
 
 @dataclass(slots=True)
@@ -146,7 +153,8 @@ class BpfObject:
         m = lib.bpf_object__next_map(self._obj, libbpf.ffi.NULL)
         while m != libbpf.ffi.NULL:
             bm = BpfMap(m, self.name, legacy=self.opts.legacy_maps)
-            if "." not in bm.name:  # skip .rodata/.bss/.data (named <obj>.rodata)
+            # skip .rodata/.bss/.data (named <obj>.rodata) and maps not created here
+            if "." not in bm.name and bm.fd >= 0:
                 self.maps[bm.name] = bm
             m = lib.bpf_object__next_map(self._obj, m)
         return self
@@ -180,6 +188,10 @@ class BpfObject:
                 if rc < 0:
                     raise BpfError(f"map {mname} of {self.name}: set_initial_value", rc,
                                    f"{len(self.opts.rodata)} bytes given")
+            if not map_type_supported(int(lib.bpf_map__type(m))):
+                # e.g. task storage before 5.11: only the variant that needs it fails
+                # (its programs are refused at load), not the whole object
+                lib.bpf_map__set_autocreate(m, False)
             m = lib.bpf_object__next_map(obj, m)
 
     def _unusable(self, prog: str, probed: set[str]) -> str:

@@ -1,6 +1,8 @@
 """OOM kills and major page faults per cgroup (ebpf/mem.bpf.c).
 
-OOM kills come from tp_btf/mark_victim and are charged to the victim. Major faults
+OOM kills are charged to the victim: tp_btf/mark_victim where the tracepoint passes
+the task (6.9+), else mark_oom_victim() (the function that fires it) by fentry or
+kprobe. Major faults
 come from a perf-event program on the software event PERF_COUNT_SW_PAGE_FAULTS_MAJ,
 which needs one perf event per CPU opened here with perf_event_open(2); kprobes are
 not needed (many hardened kernels have none). If the perf events cannot be opened,
@@ -20,6 +22,7 @@ from kpodmetrics.bpf.errors import BpfError
 from kpodmetrics.bpf.loader import BpfObject
 from kpodmetrics.bpf.mapspec import Count, MapDecoder, MapSpec
 from kpodmetrics.bpf.structs import KPOD_HEALTH_MEM_STATS, KpodMemStats
+from kpodmetrics.bpf.variants import Signal, Variant
 from kpodmetrics.collectors.base import CollectContext
 from kpodmetrics.collectors.ebpf.base import BpfCollectorBase
 from kpodmetrics.config import Settings
@@ -90,8 +93,19 @@ class MemCollector(BpfCollectorBase):
     health_map = "mem_health"
     metric_maps = {STATS.map: KPOD_HEALTH_MEM_STATS}
     families = STATS.families
+    signals = (
+        Signal("oom_kills", families=(OOM_KILLS,), variants=(
+            Variant("tp_btf", ("kpod_mark_victim",)),
+            Variant("fentry", ("kpod_mark_oom_victim",)),
+            Variant("kprobe", ("kpod_mark_oom_victim_kprobe",)),
+        )),
+        Signal("major_faults", families=(MAJOR_FAULTS,), variants=(
+            Variant("perf_event", (FAULT_PROG,)),
+        )),
+    )
 
     def __init__(self, **kw: object) -> None:
+        """Keywords of BpfCollectorBase (legacy_maps, variants: signal -> forced variant)."""
         super().__init__(**kw)  # type: ignore[arg-type]
         self.decoder = MapDecoder(STATS)
 

@@ -6,6 +6,11 @@ collector whose filter does not hold exactly the configured numbers refuses to
 start, because an unfilled filter measures nothing while looking healthy (the
 failure of the project this one replaces). An empty name list switches the
 collector off cleanly: nothing is loaded and no series are produced.
+
+Two variants keep the per-thread start time: task-local storage (freed with its
+task, so exits and killed threads leave nothing behind; 5.13+) and a preallocated
+HASH keyed by thread id for older kernels (5.10 refuses hash maps allocated at run
+time in tracing programs). ebpf/core_fixes.bpf.h names the commits.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from kpodmetrics.bpf.structs import (
     KpodSysKey,
     KpodSysStats,
 )
+from kpodmetrics.bpf.variants import Signal, Variant
 from kpodmetrics.collectors.base import CollectContext, CollectorUnavailable
 from kpodmetrics.collectors.ebpf.base import BpfCollectorBase
 from kpodmetrics.config import Settings
@@ -72,11 +78,19 @@ class SyscallCollector(BpfCollectorBase):
     health_map = "sys_health"
     metric_maps = {STATS.map: KPOD_HEALTH_SYS_STATS, "sys_start": KPOD_HEALTH_SYS_START}
     families = STATS.families
+    signals = (
+        Signal("syscalls", families=STATS.families, variants=(
+            Variant("task_storage", ("kpod_sys_enter", "kpod_sys_exit")),
+            Variant("hash", ("kpod_sys_enter_hash", "kpod_sys_exit_hash")),
+        )),
+    )
 
     def __init__(self, tracked: Mapping[str, int], *, legacy_maps: bool = False,
-                 max_entries: Mapping[str, int] | None = None) -> None:
-        """`tracked`: name -> number for this architecture (syscalls.resolve)."""
-        super().__init__(legacy_maps=legacy_maps, max_entries=max_entries)
+                 max_entries: Mapping[str, int] | None = None,
+                 variants: Mapping[str, str] | None = None) -> None:
+        """`tracked`: name -> number for this architecture (syscalls.resolve);
+        `variants`: signal -> variant to force (tests, diagnosis)."""
+        super().__init__(legacy_maps=legacy_maps, max_entries=max_entries, variants=variants)
         bad = {n: nr for n, nr in tracked.items() if not 0 <= nr < KPOD_SYS_NR_MAX}
         if bad:
             raise CollectorUnavailable(f"syscall numbers outside the filter: {bad}")
