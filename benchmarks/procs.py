@@ -149,11 +149,12 @@ class AgentDown(RuntimeError):
 class Agent:
     """kpod-metrics as a subprocess, standalone mode, on a free port."""
 
-    def __init__(self, reg: Registry, profile: str, poll: float, tag: str = "") -> None:
+    def __init__(self, reg: Registry, profile: str, poll: float, tag: str = "",
+                 launcher: tuple[str, ...] = ("-m", "kpodmetrics")) -> None:
         self.reg = reg
         self.profile = profile
         self.port = free_port()
-        argv = [sys.executable, "-m", "kpodmetrics", "run", "--mode", "standalone",
+        argv = [sys.executable, *launcher, "run", "--mode", "standalone",
                 "--profile", profile, "--port", str(self.port), "--address", "127.0.0.1",
                 "--poll-interval", f"{poll}s", "--log-level", "warning"]
         self.m = reg.spawn(f"agent-{profile}{tag}", argv)

@@ -32,6 +32,7 @@ from benchmarks import (
     report,
     scale,
     slowdown,
+    soak,
     targets,
     workloads,
 )
@@ -49,7 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=0, help="interleaved A/B rounds (default 7)")
     p.add_argument("--profiles", default=",".join(PROFILES))
     p.add_argument("--sizes", default="", help="cgroup counts for the scale phase")
-    p.add_argument("--skip", default="", help="phases to skip: slowdown,kernel,scale,export")
+    p.add_argument("--skip", default="",
+                   help="phases to skip: slowdown,kernel,scale,export,soak")
+    p.add_argument("--soak-seconds", type=float, default=3600.0,
+                   help="length of the soak phase (full mode only; docs/reliability.md)")
     p.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
     return p.parse_args(argv)
 
@@ -164,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
                                              out, want_profile)
             if "export" not in skip:
                 results["export"] = _export_bench(out, quick)
+            if not quick and "soak" not in skip:
+                print(f"== soak: {a.soak_seconds:.0f}s at a 1 s interval", file=sys.stderr)
+                results["soak"] = soak.run(reg, a.soak_seconds)
+                if not all(results["soak"]["verdict"][k] for k in ("rss_ok", "cycles_ok",
+                                                                    "age_ok")):
+                    failures.append(f"soak: {results['soak']['verdict']}")
         except Exception as exc:
             failures.append(f"{type(exc).__name__}: {exc}")
             import traceback

@@ -6,7 +6,7 @@ statvfs, and even stat of its mountpoint, wait in the kernel for as long as the 
 stays away. For FUSE that wait is uninterruptible once the daemon has the request: not
 even SIGKILL ends a thread in it, and a process does not end before all its threads
 have (its fds, BPF links included, stay open). So the calls are made by a small child
-process (`python -I -S`, no fds but its two pipes, SIGKILLed when the agent dies):
+process (`python -I -S`, no fds but its two pipes; it ends when the agent's end of a pipe closes):
 when one does not answer within `deadline`, that child is left to its call, its
 device is skipped, and a new child serves the other mounts. Each cycle looks whether
 the abandoned call has returned; the two moments are logged once each.
@@ -31,11 +31,8 @@ STARTUP_SECONDS = 10.0
 """Longest wait for a helper process to start (a loaded node starts Python slowly)."""
 
 _CHILD = r"""
-import ctypes, os, signal, struct, sys
-ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-if os.getppid() != int(sys.argv[1]):
-    sys.exit(0)
-rd, wr = 0, 1
+import os, struct, sys
+rd, wr = 0, 1  # EOF on rd (the agent is gone) ends it; so does EPIPE on wr
 os.write(wr, b"ready\n")
 def read_exact(n):
     buf = b""
@@ -84,7 +81,7 @@ class _Child:
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _CHILD, str(os.getpid())],
+            [sys.executable, "-I", "-S", "-c", _CHILD],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             close_fds=True)  # holds nothing of ours: not even the log pipe
         assert self.proc.stdin is not None and self.proc.stdout is not None
