@@ -7,7 +7,8 @@ docs/kernels.md and the first thing to read when a panel is empty.
 
     kpod-metrics probe            # text, one block per collector
     kpod-metrics probe --json     # {"families": {name: {available, collector, signal,
-                                  #   program, variant, reason}}, "collectors": {...}}
+                                  #   program, variant, reason}},
+                                  #  "collectors": {name: {state, reason, source}}}
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ from kpodmetrics.config import Settings
 
 
 def probe(settings: Settings) -> list[tuple[CollectorReport, str]]:
-    """(report, summary) per registered collector: start it, read its state, close it."""
+    """(report, summary) per registered collector: start it, read its state, close it;
+    the summary starts with the collector's source (ebpf or files)."""
     out: list[tuple[CollectorReport, str]] = []
     for entry in registry.ENTRIES:
         try:
             collector = registry.create(entry.name, settings)
         except (ImportError, CollectorUnavailable) as exc:
             out.append((availability.report(entry.name, (), (), started=False,
-                                            reason=str(exc)), ""))
+                                            reason=str(exc)), entry.source))
             continue
         try:
             try:
@@ -38,11 +40,12 @@ def probe(settings: Settings) -> list[tuple[CollectorReport, str]]:
                 rep = availability.report(entry.name, collector.families,
                                           collector.signal_states(), started=False,
                                           reason=str(exc))
-                out.append((rep, ""))
+                out.append((rep, entry.source))
                 continue
             progs = collector.programs()
             ok = sum(1 for p in progs if p.attached)
             summary = f"{ok}/{len(progs)} programs attached" if progs else entry.description
+            summary = f"{entry.source:6s} {summary}"
             states = collector.signal_states()
             if states:
                 fed = sum(1 for st in states if st.available)
@@ -57,7 +60,8 @@ def probe(settings: Settings) -> list[tuple[CollectorReport, str]]:
 def probe_report(settings: Settings) -> str:
     lines = []
     for rep, summary in probe(settings):
-        lines.append(f"{rep.name:10s} {rep.state.value:12s} {summary or rep.reason}")
+        text = summary if rep.state is not availability.State.DOWN else f"{summary:6s} {rep.reason}"
+        lines.append(f"{rep.name:10s} {rep.state.value:12s} {text}")
         for src in rep.sources:
             if src.available and src.signal:
                 via = f"{src.signal} via {src.variant} ({', '.join(src.programs)})"
@@ -73,7 +77,8 @@ def probe_json(settings: Settings) -> str:
     reports = probe(settings)
     doc = {
         "families": {src.family.name: src.as_json() for rep, _ in reports for src in rep.sources},
-        "collectors": {rep.name: {"state": rep.state.value, "reason": rep.reason}
+        "collectors": {rep.name: {"state": rep.state.value, "reason": rep.reason,
+                                  "source": registry.BY_NAME[rep.name].source}
                        for rep, _ in reports},
     }
     return json.dumps(doc, indent=2, sort_keys=True)

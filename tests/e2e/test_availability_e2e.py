@@ -54,6 +54,7 @@ def test_a_refused_variant_is_unavailable_in_probe_export_and_landing_page() -> 
     live = doc["families"][LIVE]
     assert live["available"] and live["variant"] and live["program"].startswith("kpod_tcp_")
     assert doc["collectors"]["net"]["state"] == "degraded"
+    assert doc["collectors"]["net"]["source"] == "ebpf" and doc["collectors"]["memory"]["source"] == "files"
 
     with run_agent(*ONLY_NET, env={"KPOD_BPF_VARIANTS": f"{sig}={var}"}) as agent:
         _, body = agent.get("/metrics")

@@ -28,6 +28,12 @@ class Entry:
     min_profile: str
     description: str
 
+    @property
+    def source(self) -> str:
+        """"ebpf" (programs in the kernel) or "files" (cgroup v2 / proc / statvfs reads),
+        from the module's place (collectors/ebpf/ or collectors/files/)."""
+        return self.module.split(".")[2]
+
 
 ENTRIES: tuple[Entry, ...] = (
     Entry("cpu", "kpodmetrics.collectors.ebpf.runqueue", "minimal",
