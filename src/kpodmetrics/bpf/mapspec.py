@@ -1,8 +1,9 @@
 """Metric maps declared once, decoded by one generic decoder.
 
 A `MapSpec` says what a BPF metric map holds and where each number goes: the map's
-name, its key and value structs (the generated mirrors of bpf/structs.py), its health
-index, and which value fields feed which family with which labels. `MapDecoder` turns
+name, its key and value structs (the generated mirrors of bpf/structs.py) and which
+value fields feed which family with which labels. (Its index in the object's health
+ARRAY, a generated enum member, is given once, in the collector's `metric_maps`.) `MapDecoder` turns
 one snap-and-reset read of such a map into samples; collectors keep only what is
 truly theirs (attach quirks, state such as a running gauge).
 
@@ -53,8 +54,6 @@ class MapSpec:
     map: str
     value: type[ctypes.Structure]
     fields: tuple[Count | Hist, ...]
-    health: int | None = None
-    """Index of this map in its object's health ARRAY (a generated enum member)."""
     key: type[ctypes.Structure] | None = None
     """Key struct; None: the key is the u64 cgroup id itself."""
     cgroup_field: str = "cgroup_id"

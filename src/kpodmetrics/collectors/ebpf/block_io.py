@@ -43,7 +43,7 @@ LATENCY = Family(
 )
 families.register(LATENCY)
 
-STATS = MapSpec("bio_stats", KpodBioStats, key=KpodBioKey, health=KPOD_HEALTH_BIO_STATS,
+STATS = MapSpec("bio_stats", KpodBioStats, key=KpodBioKey,
                 key_labels=(("dev", "device"), ("op", "op")), fields=(Hist("latency", LATENCY),))
 """bio_stats: (cgroup id, disk dev_t, REQ_OP) -> struct kpod_bio_stats."""
 

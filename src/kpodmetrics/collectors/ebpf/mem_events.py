@@ -41,7 +41,7 @@ MAJOR_FAULTS = Family(
 )
 families.register(OOM_KILLS, MAJOR_FAULTS)
 
-STATS = MapSpec("mem_stats", KpodMemStats, health=KPOD_HEALTH_MEM_STATS, fields=(
+STATS = MapSpec("mem_stats", KpodMemStats, fields=(
     Count("oom_kills", OOM_KILLS),
     Count("major_faults", MAJOR_FAULTS),
 ))

@@ -29,7 +29,7 @@ CONTEXT_SWITCHES = Family(
 )
 families.register(RUNQUEUE, CONTEXT_SWITCHES)
 
-STATS = MapSpec("cpu_stats", KpodCpuStats, health=KPOD_HEALTH_CPU_STATS, fields=(
+STATS = MapSpec("cpu_stats", KpodCpuStats, fields=(
     Hist("runq", RUNQUEUE),
     Count("nvcsw", CONTEXT_SWITCHES, (("kind", "voluntary"),)),
     Count("nivcsw", CONTEXT_SWITCHES, (("kind", "involuntary"),)),

@@ -61,7 +61,7 @@ families.register(COUNT, ERRORS, LATENCY)
 
 STATS = MapSpec(
     "sys_stats", KpodSysStats, key=KpodSysKey, key_labels=(("nr", "syscall"),),
-    health=KPOD_HEALTH_SYS_STATS, fields=(
+    fields=(
         Hist("latency", LATENCY, count=COUNT),  # every completed call is one latency sample
         Count("errors", ERRORS),
     ))

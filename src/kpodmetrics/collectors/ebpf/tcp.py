@@ -82,7 +82,7 @@ SIGNALS = (
 hooks, ebpf/core_fixes.bpf.h why the fallbacks exist). A signal with no working
 variant takes down only its families."""
 
-STATS = MapSpec("tcp_stats", KpodTcpStats, health=KPOD_HEALTH_NET_TCP_STATS, raw=("active_delta",),
+STATS = MapSpec("tcp_stats", KpodTcpStats, raw=("active_delta",),
                 fields=(
                     Count("sent_bytes", SENT),
                     Count("received_bytes", RECEIVED),
