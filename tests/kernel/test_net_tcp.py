@@ -180,12 +180,20 @@ def collect_until(c: NetTcpCollector, totals: Totals, done: Callable[[], bool],
         time.sleep(0.05)
 
 
+def has_kernel_function(name: str) -> bool:
+    """`name` is a function of this kernel (its symbol table says so)."""
+    with open("/proc/kallsyms") as fh:
+        return any(line.split()[2] == name for line in fh if len(line.split()) >= 3)
+
+
 # Fallback variants forced onto this kernel, so each one is a tested path wherever the
 # kernel can run it (the default choice is exercised by every test without `variants`).
+# The fentry send variant hooks inet_sendpage where the kernel still has it (before 6.5).
 FALLBACKS = {
     "raw_tp": {"tcp_retransmits": "raw_tp", "tcp_state": "raw_tp", "tcp_rtt": "raw_tp"},
     "btf_fallbacks": {"tcp_state": "tp_btf_hash", "tcp_rtt": "tp_btf_read"},
-    "fentry": {"tcp_send": "fentry_nosendpage", "tcp_recv": "fentry"},
+    "fentry": {"tcp_send": "fentry" if has_kernel_function("inet_sendpage") else "fentry_nosendpage",
+               "tcp_recv": "fentry"},
 }
 # A kernel refusing a whole program type (not our program): EPERM (fentry on a locked
 # down kernel), ENOTSUPP / EOPNOTSUPP (no BPF trampolines).
@@ -400,12 +408,17 @@ def test_rtt_histogram_agrees_with_ss(collector_factory, variants):  # type: ign
         high = sum(n * 2**k for k, n in enumerate(slots))
         assert low < totals.hist_sum[cg.id] <= high
         assert ss_ns > 0
-        print(f"\n{cg.rel}: {count} samples, mean srtt {mean / 1e3:.1f} us, ss {ss_ns / 1e3:.1f} us")
-        # ss's snapshots (1 us resolution) show the srtt at several instants (median taken); the histogram
-        # averages the srtt seen at each received segment over the whole exchange. On an idle
-        # loopback both sit at tens of microseconds; a factor of 3 absorbs scheduling
-        # jitter while still catching a unit error (x8 for the <<3, x1000 for us/ns).
-        assert ss_ns / 3 <= mean <= ss_ns * 3, (mean, ss_ns)
+        # the histogram's median lies in its median slot (2^(k-1), 2^k]
+        k_med = next(k for k in range(len(slots)) if sum(slots[:k + 1]) * 2 >= count)
+        med_lo, med_hi = 2 ** (k_med - 1), 2**k_med
+        print(f"\n{cg.rel}: {count} samples, mean srtt {mean / 1e3:.1f} us, median in "
+              f"({med_lo / 1e3:.1f}, {med_hi / 1e3:.1f}] us, ss median {ss_ns / 1e3:.1f} us")
+        # Medians on both sides: ss's snapshots (1 us resolution) sample the srtt in
+        # time, the histogram per received segment, so on a loaded machine a slow
+        # stretch (few segments, long srtt) weighs more in ss and a mean drifts away
+        # (seen: 5 us against 3.6 ms). A factor of 3 around the median slot absorbs
+        # jitter and still catches a unit error (x8 for the <<3, x1000 for us/ns).
+        assert med_lo / 3 <= ss_ns <= med_hi * 3, (med_lo, med_hi, ss_ns)
 
 
 @pytest.mark.kernel
