@@ -50,7 +50,7 @@ enum kpod_cpu_health {
  * Counters are deltas since the last snap-and-reset read. */
 struct kpod_tcp_stats {
 	__u64 sent_bytes;     /* sock_send_length returns > 0, TCP sockets */
-	__u64 received_bytes; /* sock_recv_length returns > 0, TCP, not MSG_PEEK */
+	__u64 received_bytes; /* sock_recv_length returns > 0, TCP, not MSG_PEEK/ERRQUEUE */
 	__u64 retrans_segs;   /* retransmitted segments (GSO skb: its pcount), SYN-ACKs too */
 	__u64 opened_active;  /* SYN_SENT -> ESTABLISHED */
 	__u64 opened_passive; /* SYN_RECV -> ESTABLISHED */

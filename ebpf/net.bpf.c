@@ -34,6 +34,7 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define KPOD_MSG_PEEK 0x2
+#define KPOD_MSG_ERRQUEUE 0x2000
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -108,8 +109,10 @@ static __always_inline void count_received(const struct sock *sk, long ret, int 
 {
 	struct kpod_tcp_stats *st;
 
-	/* MSG_PEEK leaves the data queued: it is counted when really read */
-	if (ret <= 0 || (flags & KPOD_MSG_PEEK) || !sk || !is_tcp(sk, false))
+	/* MSG_PEEK leaves the data queued: it is counted when really read. MSG_ERRQUEUE
+	 * returns a queued error or timestamp notification (with a copy of the packet
+	 * it concerns), not data from the stream. */
+	if (ret <= 0 || (flags & (KPOD_MSG_PEEK | KPOD_MSG_ERRQUEUE)) || !sk || !is_tcp(sk, false))
 		return;
 	st = stats_of(sk, false);
 	if (st)

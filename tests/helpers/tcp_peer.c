@@ -10,7 +10,10 @@
  *       open K connections, print "connected", then obey stdin lines:
  *       "send N" (N bytes on connection 0), "sendecho N" (send N, read N back),
  *       "ping R" (R rounds of 64 bytes out, 64 back), "sendfile N" (N bytes from a
- *       file through sendfile(2)), "close" (close all, exit). Each command answers one line.
+ *       file through sendfile(2)), "tssend N" (send N bytes with TX timestamps on,
+ *       wait for the peer's ACK, then drain the error queue with MSG_ERRQUEUE and
+ *       answer "sent N errqueue <bytes those reads returned> <messages>"),
+ *       "close" (close all, exit). Each command answers one line.
  *   tcp_peer refused NETNS 4|6 PORT
  *       connect to a port nobody listens on; print "refused" on ECONNREFUSED.
  * NETNS is a path such as /run/netns/NAME, or "-" to stay in the current one.
@@ -25,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/net_tstamp.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -206,6 +210,48 @@ static void send_file(int fd, unsigned long long n)
 	close(mf);
 }
 
+/* Send n bytes with software and ACK transmit timestamps on, then read every
+ * notification the kernel queued on the error queue. Returns what those reads
+ * returned in total; *msgs gets their number. */
+static unsigned long long send_timestamped(int fd, unsigned long long n, unsigned long long *msgs)
+{
+	static char src[16384];
+	int flags = SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_TX_ACK |
+		    SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_OPT_ID;
+	unsigned long long left = n, got = 0;
+	char ctrl[512];
+
+	if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof(flags)) < 0)
+		die("SO_TIMESTAMPING");
+	while (left) {
+		size_t want = left < sizeof(src) ? (size_t)left : sizeof(src);
+		write_all(fd, src, want);
+		left -= want;
+	}
+	*msgs = 0;
+	/* the ACK timestamps come when the peer acknowledges: poll until quiet */
+	for (int idle = 0; idle < 20;) {
+		struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1,
+				   .msg_control = ctrl, .msg_controllen = sizeof(ctrl)};
+		ssize_t r = recvmsg(fd, &m, MSG_ERRQUEUE | MSG_DONTWAIT);
+
+		if (r < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				die("recvmsg MSG_ERRQUEUE");
+			idle++;
+			usleep(10000);
+			continue;
+		}
+		idle = 0;
+		got += (unsigned long long)r;
+		(*msgs)++;
+	}
+	flags = 0;
+	setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof(flags));
+	return got;
+}
+
 static int client(int fam, int port, int k)
 {
 	struct sockaddr_storage ss;
@@ -233,6 +279,10 @@ static int client(int fam, int port, int k)
 		} else if (sscanf(line, "sendfile %llu", &n) == 1) {
 			send_file(conns[0], n);
 			say("sent %llu\n", n, 0);
+		} else if (sscanf(line, "tssend %llu", &n) == 1) {
+			unsigned long long msgs = 0, got = send_timestamped(conns[0], n, &msgs);
+			printf("sent %llu errqueue %llu %llu\n", n, got, msgs);
+			fflush(stdout);
 		} else if (sscanf(line, "sendecho %llu", &n) == 1) {
 			unsigned long long back = send_echo(conns[0], n);
 			say("sent %llu received %llu\n", n, back);

@@ -539,3 +539,34 @@ def test_sendfile_bytes_exact(collector_factory, fam, variants):  # type: ignore
         collect_until(c, totals, lambda: totals.get(CLOSED.name, srv_cg) >= 1)
     assert totals.get(SENT.name, cli_cg) == nbytes
     assert totals.get(RECEIVED.name, srv_cg) == nbytes
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("variants", [None, FALLBACKS["fentry"]], ids=["default", "fentry"])
+def test_error_queue_reads_are_not_received_bytes(collector_factory, variants):  # type: ignore[no-untyped-def]
+    """recvmsg(MSG_ERRQUEUE) returns queued transmit timestamps with a copy of the
+    packet they concern: it returns > 0 but reads nothing from the stream. The client
+    only sends, so every byte it is charged as received would be one of those."""
+    require_root()
+    nbytes = 200_000
+    c = collector_factory(variants=variants)
+    totals = Totals()
+    with netns() as ns, make_cgroups("client", "server") as (cli_cg, srv_cg):
+        p = port()
+        srv = start_server(srv_cg, ns, 4, p, 1, "sink")
+        c.read_map("tcp_stats")
+        cli = start_client(cli_cg, ns, 4, p, 1)
+        assert srv.line() == "accepted"
+        got = cli.cmd(f"tssend {nbytes}").split()
+        assert got[:3] == ["sent", str(nbytes), "errqueue"], got
+        errq_bytes, errq_msgs = int(got[3]), int(got[4])
+        assert cli.cmd("close") == "closed"
+        assert srv.line() == f"received {nbytes} sent 0"
+        cli.wait()
+        srv.wait()
+        collect_until(c, totals, lambda: totals.get(CLOSED.name, srv_cg) >= 1)
+    print(f"\nerror queue: {errq_msgs} messages, {errq_bytes} bytes returned")
+    assert errq_msgs > 0 and errq_bytes > 0, "the error-queue reads should have returned data"
+    assert totals.get(RECEIVED.name, cli_cg) == 0
+    assert totals.get(SENT.name, cli_cg) == nbytes
+    assert totals.get(RECEIVED.name, srv_cg) == nbytes

@@ -31,7 +31,8 @@ SENT = Family("kpod_net_tcp_sent_bytes_total", FamilyType.COUNTER,
               "Bytes applications sent on TCP sockets (per send call), by the socket's owner",
               unit="By")
 RECEIVED = Family("kpod_net_tcp_received_bytes_total", FamilyType.COUNTER,
-                  "Bytes applications read from TCP sockets (MSG_PEEK excluded), by the socket's owner",
+                  "Bytes applications read from TCP sockets (MSG_PEEK, MSG_ERRQUEUE excluded), "
+                  "by the socket's owner",
                   unit="By")
 RETRANSMITS = Family("kpod_net_tcp_retransmits_total", FamilyType.COUNTER,
                      "TCP segments retransmitted (as RetransSegs counts them, SYN-ACKs included)")
