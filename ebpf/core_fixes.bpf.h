@@ -114,8 +114,21 @@ static __always_inline bool kpod_retransmit_has_err(void)
 
 /*
  * Histogram programs on 6.1 (tcp_probe): refused with EACCES until kpod_hist_add()
- * bounded the slot on the indexing register; see the shared-helpers block.
+ * bounded the slot on the indexing register; see "Histogram slot" in the syscall and
+ * mem block.
  */
+
+/*
+ * Retransmit causes: TCPHDR_SYN (0x02) is the TCP header bit and ICSK_TIME_LOSS_PROBE
+ * (5) the probe timer's code in include/net/inet_connection_sock.h, unchanged since
+ * tail-loss probes came in 3.10 (both #defines, absent from BTF). tcp_skb_cb.tcp_flags is a __u8 on 5.10 and 6.1 and a __u16 on 6.18, and
+ * icsk_ca_state is a bitfield: both are read with BPF_CORE_READ_BITFIELD_PROBED, which
+ * takes the field's size and offset from the running kernel. Loss probes are told by
+ * the kernel stack (tcp_send_loss_probe's address range from /proc/kallsyms), which
+ * needs no field at all; where kallsyms hides addresses (kptr_restrict and no
+ * CAP_SYSLOG) the range stays 0 and loss-probe retransmits are counted as `fast`.
+ */
+#define KPOD_ICSK_TIME_LOSS_PROBE 5
 
 /* ---- end of net ---- */
 

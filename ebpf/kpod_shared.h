@@ -51,7 +51,11 @@ enum kpod_cpu_health {
 struct kpod_tcp_stats {
 	__u64 sent_bytes;     /* sock_send_length returns > 0, TCP sockets */
 	__u64 received_bytes; /* sock_recv_length returns > 0, TCP, not MSG_PEEK/ERRQUEUE */
-	__u64 retrans_segs;   /* retransmitted segments (GSO skb: its pcount), SYN-ACKs too */
+	/* retransmitted segments (GSO skb: its pcount) by cause; they sum to RetransSegs */
+	__u64 retrans_rto;    /* in the Loss state an RTO entered (timeout) */
+	__u64 retrans_fast;   /* from the queue in any other state (fast retransmit) */
+	__u64 retrans_tlp;    /* by the tail-loss probe timer */
+	__u64 retrans_syn;    /* SYN and SYN-ACK */
 	__u64 opened_active;  /* SYN_SENT -> ESTABLISHED */
 	__u64 opened_passive; /* SYN_RECV -> ESTABLISHED */
 	__u64 failed;         /* SYN_SENT or SYN_RECV -> CLOSE (never established) */

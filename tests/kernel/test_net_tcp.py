@@ -35,6 +35,7 @@ from kpodmetrics.collectors.ebpf.tcp import (
     FAILED,
     OPENED,
     RECEIVED,
+    RETRANSMIT_CAUSES,
     RETRANSMITS,
     RTT,
     SENT,
@@ -165,6 +166,11 @@ class Totals:
     def get(self, family: str, cg: KernelCgroup, labels: tuple[tuple[str, str], ...] = ()) -> int:
         return int(self.values.get((family, cg.id, labels), 0))
 
+    def retrans(self, cg: KernelCgroup, cause: str | None = None) -> int:
+        """Retransmitted segments of `cg`: of one cause, or of all of them."""
+        causes = RETRANSMIT_CAUSES if cause is None else (cause,)
+        return sum(self.get(RETRANSMITS.name, cg, (("cause", c),)) for c in causes)
+
 
 CTX = CollectContext(targets=(), cgroup_root="/")
 
@@ -277,8 +283,8 @@ def test_bytes_and_connections_charged_to_socket_owners(collector_factory, fam, 
     assert totals.get(ACTIVE.name, cli_cg) == 0
     assert totals.get(ACTIVE.name, srv_cg) == 0
     # no loss on loopback: nothing retransmitted
-    assert totals.get(RETRANSMITS.name, cli_cg) == 0
-    assert totals.get(RETRANSMITS.name, srv_cg) == 0
+    assert totals.retrans(cli_cg) == 0
+    assert totals.retrans(srv_cg) == 0
     # RTT samples: both peers received segments
     assert sum(totals.hist[cli_cg.id]) > 0 and sum(totals.hist[srv_cg.id]) > 0
     assert idle.id not in totals.cgroups
@@ -309,23 +315,88 @@ def test_retransmits_match_retranssegs_and_land_on_the_sender(collector_factory,
             totals.add(list(c.collect(CTX)))
             after = netns_counters(ns)
 
-    retrans = after["Tcp.RetransSegs"] - before["Tcp.RetransSegs"]
-    failed = after["TcpExt.TCPRetransFail"] - before["TcpExt.TCPRetransFail"]
-    got_cli = totals.get(RETRANSMITS.name, cli_cg)
-    got_srv = totals.get(RETRANSMITS.name, srv_cg)
+    def delta(name: str) -> int:
+        return after[name] - before[name]
+
+    retrans = delta("Tcp.RetransSegs")
+    failed = delta("TcpExt.TCPRetransFail")
+    got_cli = totals.retrans(cli_cg)
+    got_srv = totals.retrans(srv_cg)
+    by_cause = {c: totals.retrans(cli_cg, c) for c in RETRANSMIT_CAUSES}
+    ext = {k: delta(f"TcpExt.{k}") for k in ("TCPTimeouts", "TCPSlowStartRetrans", "TCPFastRetrans",
+                                             "TCPLossProbes", "TCPSynRetrans")}
     print(f"\nIPv{fam}: RetransSegs delta {retrans}, TCPRetransFail delta {failed}, "
-          f"client {got_cli}, server {got_srv}")
+          f"client {got_cli} {by_cause}, server {got_srv}; TcpExt deltas {ext}")
     assert retrans > 10, "the drop rule should have forced retransmissions"
     # RetransSegs also counts attempts the local stack failed to send (TCPRetransFail);
     # those are not retransmissions on the wire and are not counted here. That is the
     # only allowed difference.
-    assert retrans - failed <= got_cli + got_srv <= retrans
+    # a short count names its category: map insert failures and LRU evictions of the
+    # stats map (an evicted entry takes its counts since the last read with it)
+    assert retrans - failed <= got_cli + got_srv <= retrans, (ext, c.map_health())
     # data flowed client -> server only, and only data was dropped: the server never
     # had anything to retransmit, every retransmitted segment is the client's
     assert got_srv == 0
+    # causes, against the kernel's own per-cause counters (tcp_output.c bumps them
+    # beside RetransSegs): fast retransmits from the queue outside Loss; RTO = the
+    # timer's own retransmit (one segment per TCPTimeouts) plus the queue retransmits
+    # of the Loss state it enters; SYNs; loss probes, some of which send new data
+    # instead of retransmitting (TCPLossProbes counts both)
+    if failed == 0:
+        assert by_cause["fast"] == ext["TCPFastRetrans"]
+        assert by_cause["rto"] == ext["TCPTimeouts"] + ext["TCPSlowStartRetrans"]
+        assert by_cause["syn"] == ext["TCPSynRetrans"]
+        assert by_cause["tlp"] <= ext["TCPLossProbes"]
+    assert sum(by_cause.values()) == got_cli
     assert totals.get(SENT.name, cli_cg) == nbytes
     assert totals.get(RECEIVED.name, srv_cg) == nbytes
     assert idle.id not in totals.cgroups
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("variants", [None, {"tcp_retransmits": "raw_tp"}], ids=["default", "raw_tp"])
+def test_lost_tail_segments_are_loss_probe_retransmits(collector_factory, variants):  # type: ignore[no-untyped-def]
+    """Ping-pong of one-segment messages with 10 % of the pings lost: every loss is a
+    tail loss (nothing follows it until the answer comes), which the tail-loss probe
+    repairs by retransmitting that segment (the server, whose last answer the lost
+    ping would have acknowledged, probes too). Those are cause=tlp; the causes still
+    match their TcpExt counters and sum to RetransSegs."""
+    require_root()
+    rounds = 200
+    c = collector_factory(variants=variants)
+    totals = Totals()
+    with netns() as ns, make_cgroups("client", "server") as (cli_cg, srv_cg):
+        p = port()
+        with input_drop(ns, p, 10):
+            srv = start_server(srv_cg, ns, 4, p, 1, "echo")
+            before = netns_counters(ns)
+            c.read_map("tcp_stats")
+            cli = start_client(cli_cg, ns, 4, p, 1)
+            assert srv.line() == "accepted"
+            assert cli.cmd(f"ping {rounds}") == f"pinged {rounds}"
+            assert cli.cmd("close") == "closed"
+            srv.line()
+            cli.wait()
+            srv.wait()
+            collect_until(c, totals, lambda: totals.get(CLOSED.name, cli_cg) >= 1
+                          and totals.get(CLOSED.name, srv_cg) >= 1)
+            after = netns_counters(ns)
+
+    def delta(name: str) -> int:
+        return after[name] - before[name]
+
+    # both sides retransmit: a lost ping also loses the ACK of the last answer
+    by_cause = {k: totals.retrans(cli_cg, k) + totals.retrans(srv_cg, k) for k in RETRANSMIT_CAUSES}
+    print(f"\nRetransSegs {delta('Tcp.RetransSegs')}, both sides {by_cause} (server "
+          f"{totals.retrans(srv_cg)}); TCPLossProbes {delta('TcpExt.TCPLossProbes')}, "
+          f"TCPFastRetrans {delta('TcpExt.TCPFastRetrans')}, TCPTimeouts "
+          f"{delta('TcpExt.TCPTimeouts')}, TCPSlowStartRetrans {delta('TcpExt.TCPSlowStartRetrans')}")
+    assert delta("TcpExt.TCPRetransFail") == 0
+    assert sum(by_cause.values()) == delta("Tcp.RetransSegs")
+    assert by_cause["fast"] == delta("TcpExt.TCPFastRetrans")
+    assert by_cause["rto"] == delta("TcpExt.TCPTimeouts") + delta("TcpExt.TCPSlowStartRetrans")
+    assert by_cause["syn"] == delta("TcpExt.TCPSynRetrans") == 0
+    assert 0 < by_cause["tlp"] <= delta("TcpExt.TCPLossProbes")
 
 
 SS_RTT = re.compile(r"\brtt:([0-9.]+)/")
@@ -453,12 +524,13 @@ def test_synack_retransmits_land_on_the_listener(collector_factory, variants):  
     retrans = after["Tcp.RetransSegs"] - before["Tcp.RetransSegs"]
     synretrans = after["TcpExt.TCPSynRetrans"] - before["TcpExt.TCPSynRetrans"]
     print(f"\nRetransSegs {retrans}, TCPSynRetrans {synretrans}, "
-          f"server {totals.get(RETRANSMITS.name, srv_cg)}, client {totals.get(RETRANSMITS.name, cli_cg)}")
+          f"server {totals.retrans(srv_cg)}, client {totals.retrans(cli_cg)}")
     assert synretrans >= 1
     # the client's SYN was never dropped and it had no data: every retransmit is a SYN-ACK
     assert retrans == synretrans
-    assert totals.get(RETRANSMITS.name, srv_cg) == synretrans
-    assert totals.get(RETRANSMITS.name, cli_cg) == 0
+    assert totals.retrans(srv_cg) == synretrans
+    assert totals.retrans(srv_cg, "syn") == synretrans  # every one of them is a SYN-ACK
+    assert totals.retrans(cli_cg) == 0
     assert totals.get(OPENED.name, srv_cg, PASSIVE_L) == 1
     assert idle.id not in totals.cgroups
 

@@ -28,17 +28,18 @@ from kpodmetrics.collectors.ebpf.tcp import (
 )
 from kpodmetrics.samples import HistogramSample, Sample
 
-# struct kpod_tcp_stats: 7 x u64, 1 x s64, then kpod_hist (slots, sum, count)
-LAYOUT = "<7Qq" + f"{HIST_SLOTS}Q" + "QQ"
+# struct kpod_tcp_stats: 10 x u64 (sent, received, retransmits by cause rto, fast,
+# tlp, syn, opened active, passive, failed, closed), 1 x s64, then kpod_hist
+LAYOUT = "<10Qq" + f"{HIST_SLOTS}Q" + "QQ"
 
 
-def raw(sent: int = 0, recv: int = 0, retrans: int = 0, act: int = 0, pas: int = 0,
-        failed: int = 0, closed: int = 0, delta: int = 0,
+def raw(sent: int = 0, recv: int = 0, retrans: tuple[int, int, int, int] = (0, 0, 0, 0),
+        act: int = 0, pas: int = 0, failed: int = 0, closed: int = 0, delta: int = 0,
         slots: dict[int, int] | None = None, total: int = 0) -> bytes:
     s = [0] * HIST_SLOTS
     for k, n in (slots or {}).items():
         s[k] = n
-    return struct.pack(LAYOUT, sent, recv, retrans, act, pas, failed, closed, delta,
+    return struct.pack(LAYOUT, sent, recv, *retrans, act, pas, failed, closed, delta,
                        *s, total, sum(s))
 
 
@@ -48,16 +49,19 @@ def decode(cg: int, value: bytes) -> list[Sample | HistogramSample]:
 
 
 def test_layout_size_matches_the_mirror() -> None:
-    assert struct.calcsize(LAYOUT) == ctypes.sizeof(KpodTcpStats) == 336
+    assert struct.calcsize(LAYOUT) == ctypes.sizeof(KpodTcpStats) == 360
 
 
 def test_every_counter_lands_in_its_family_with_labels() -> None:
-    st = raw(100, 200, 3, 4, 5, 6, 7, 1)
+    st = raw(100, 200, (3, 30, 300, 3000), 4, 5, 6, 7, 1)
     got = {(s.family.name, s.labels): s.value for s in decode(42, st) if isinstance(s, Sample)}
     assert got == {
         (SENT.name, ()): 100.0,
         (RECEIVED.name, ()): 200.0,
-        (RETRANSMITS.name, ()): 3.0,
+        (RETRANSMITS.name, (("cause", "rto"),)): 3.0,
+        (RETRANSMITS.name, (("cause", "fast"),)): 30.0,
+        (RETRANSMITS.name, (("cause", "tlp"),)): 300.0,
+        (RETRANSMITS.name, (("cause", "syn"),)): 3000.0,
         (OPENED.name, (("direction", "active"),)): 4.0,
         (OPENED.name, (("direction", "passive"),)): 5.0,
         (FAILED.name, ()): 6.0,
@@ -113,3 +117,20 @@ def test_active_gauge_never_goes_negative() -> None:
 
 def test_gauge_family_is_a_gauge() -> None:
     assert ACTIVE.type.value == "gauge"
+
+
+def test_loss_probe_range_is_the_function_up_to_the_next_text_symbol(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from kpodmetrics.collectors.ebpf.tcp import function_range
+
+    ksyms = tmp_path / "kallsyms"
+    ksyms.write_text("ffffffff82088d00 t helper_before\n"
+                     "ffffffff82088d30 T tcp_send_loss_probe\n"
+                     "ffffffff82088e00 d some_data\n"
+                     "ffffffff82088f70 T __pfx_tcp_retransmit_skb\n"
+                     "ffffffffc0001000 t tcp_send_loss_probe\t[some_module]\n")
+    assert function_range("tcp_send_loss_probe", str(ksyms)) == (0xFFFFFFFF82088D30, 0xFFFFFFFF82088F70)
+    # hidden addresses (kptr_restrict) and missing symbols give no range
+    ksyms.write_text("0000000000000000 T tcp_send_loss_probe\n0000000000000000 T other\n")
+    assert function_range("tcp_send_loss_probe", str(ksyms)) == (0, 0)
+    assert function_range("no_such_function", str(ksyms)) == (0, 0)
+    assert function_range("x", str(tmp_path / "absent")) == (0, 0)

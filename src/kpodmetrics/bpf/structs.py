@@ -58,12 +58,15 @@ KPOD_HEALTH_CPU_N = KpodCpuHealth.KPOD_HEALTH_CPU_N
 
 
 class KpodTcpStats(ctypes.Structure):
-    """struct kpod_tcp_stats (336 bytes)."""
+    """struct kpod_tcp_stats (360 bytes)."""
 
     _fields_ = [
         ("sent_bytes", ctypes.c_uint64),
         ("received_bytes", ctypes.c_uint64),
-        ("retrans_segs", ctypes.c_uint64),
+        ("retrans_rto", ctypes.c_uint64),
+        ("retrans_fast", ctypes.c_uint64),
+        ("retrans_tlp", ctypes.c_uint64),
+        ("retrans_syn", ctypes.c_uint64),
         ("opened_active", ctypes.c_uint64),
         ("opened_passive", ctypes.c_uint64),
         ("failed", ctypes.c_uint64),

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from kpodmetrics import families
+from kpodmetrics.bpf.loader import BpfObject
 from kpodmetrics.bpf.mapspec import Count, Hist, MapDecoder, MapSpec
 from kpodmetrics.bpf.structs import KPOD_HEALTH_NET_TCP_STATS, KpodTcpStats
 from kpodmetrics.bpf.variants import Signal, Variant
@@ -35,7 +36,12 @@ RECEIVED = Family("kpod_net_tcp_received_bytes_total", FamilyType.COUNTER,
                   "by the socket's owner",
                   unit="By")
 RETRANSMITS = Family("kpod_net_tcp_retransmits_total", FamilyType.COUNTER,
-                     "TCP segments retransmitted (as RetransSegs counts them, SYN-ACKs included)")
+                     "TCP segments retransmitted (as RetransSegs counts them, SYN-ACKs included), "
+                     "by cause: rto (timeout), fast (fast retransmit), tlp (tail-loss probe), "
+                     "syn (SYN/SYN-ACK)",
+                     label_names=("cause",))
+RETRANSMIT_CAUSES = ("rto", "fast", "tlp", "syn")
+"""Values of the `cause` label; every retransmit has exactly one (ebpf/net.bpf.c)."""
 OPENED = Family("kpod_net_tcp_connections_opened_total", FamilyType.COUNTER,
                 "TCP connections established; active: connect(), passive: accepted",
                 label_names=("direction",))
@@ -87,7 +93,8 @@ STATS = MapSpec("tcp_stats", KpodTcpStats, raw=("active_delta",),
                 fields=(
                     Count("sent_bytes", SENT),
                     Count("received_bytes", RECEIVED),
-                    Count("retrans_segs", RETRANSMITS),
+                    *(Count(f"retrans_{cause}", RETRANSMITS, (("cause", cause),))
+                      for cause in RETRANSMIT_CAUSES),
                     Count("opened_active", OPENED, (("direction", "active"),)),
                     Count("opened_passive", OPENED, (("direction", "passive"),)),
                     Count("failed", FAILED),
@@ -123,6 +130,33 @@ class ActiveConnections:
         return out
 
 
+KALLSYMS = "/proc/kallsyms"
+
+
+def function_range(name: str, kallsyms: str = KALLSYMS) -> tuple[int, int]:
+    """[start, end) of kernel text function `name`: its address up to the next higher
+    text symbol's. (0, 0) when it is absent or the addresses are hidden (kptr_restrict
+    shows zeros to readers without CAP_SYSLOG)."""
+    text: list[int] = []
+    start = 0
+    try:
+        with open(kallsyms) as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) < 3 or parts[1] not in "tT":
+                    continue
+                addr = int(parts[0], 16)
+                text.append(addr)
+                if parts[2] == name and len(parts) == 3:
+                    start = addr
+    except OSError:
+        return 0, 0
+    if not start:
+        return 0, 0
+    end = min((a for a in text if a > start), default=0)
+    return (start, end) if end else (0, 0)
+
+
 class NetTcpCollector(BpfCollectorBase):
     name = "net"
     object_name = "net"
@@ -135,6 +169,15 @@ class NetTcpCollector(BpfCollectorBase):
         super().__init__(**kw)  # type: ignore[arg-type]
         self.active = ActiveConnections()
         self.decoder = MapDecoder(STATS)
+
+    def attach(self, obj: BpfObject) -> None:
+        """Tell the retransmit programs where tcp_send_loss_probe() lives (they find
+        loss probes on the kernel stack), then attach."""
+        lo, hi = function_range("tcp_send_loss_probe")
+        ranges = obj.map("tlp_range")
+        for idx, addr in ((0, lo), (1, hi)):
+            ranges.update(idx.to_bytes(4, "little"), addr.to_bytes(8, "little"))
+        super().attach(obj)
 
     def collect(self, ctx: CollectContext) -> Iterable[Sample | HistogramSample]:
         got = self.decoder.decode(self.read_map(STATS.map))
