@@ -109,6 +109,8 @@ class FakeApiServer:
         self.gone_as_http = gone_as_http
         self.bookmark_interval = bookmark_interval
         self.requests: list[dict[str, str]] = []
+        self.authorizations: list[str] = []
+        """The Authorization header of each request, in order."""
         self._failures: list[tuple[int, dict[str, Any]]] = []
         self._watch_failures: list[tuple[int, dict[str, Any]]] = []
         self._watches: list[_Watch] = []
@@ -255,6 +257,7 @@ class FakeApiServer:
     async def _pods(self, request: web.Request) -> web.StreamResponse:
         q = dict(request.query)
         self.requests.append(q)
+        self.authorizations.append(request.headers.get("Authorization", ""))
         if self._failures:
             code, body = self._failures.pop(0)
             return web.json_response(body, status=code)

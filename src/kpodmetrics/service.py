@@ -165,17 +165,12 @@ class Agent:
 
     async def _choose_mode(self) -> str:
         s = self.settings
-        if s.mode == "standalone":
-            return "standalone"
-        try:
-            from kpodmetrics.pods import kubernetes
-        except ImportError as exc:
-            if s.mode == "kubernetes":
-                raise StartupError(f"Kubernetes mode unavailable: {exc}") from exc
-            return "standalone"
-        if s.mode == "kubernetes" or kubernetes.cluster_configured(s):
-            return "kubernetes"
-        return "standalone"
+        if s.mode != "auto":
+            return s.mode
+        # from the environment and files only: no Kubernetes client import (docs/pods.md)
+        from kpodmetrics.pods.clusterconfig import cluster_configured
+
+        return "kubernetes" if cluster_configured(s.kubeconfig, os.environ) else "standalone"
 
     async def _start_collectors(self) -> None:
         names = registry.enabled_names(self.settings)

@@ -17,58 +17,44 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from kubernetes_asyncio import client
-from kubernetes_asyncio import config as kconfig
-from kubernetes_asyncio.config.config_exception import ConfigException
-
 from kpodmetrics.config import Settings
-from kpodmetrics.pods import cgroupfs
+from kpodmetrics.pods import cgroupfs, clusterconfig
+from kpodmetrics.pods.apiclient import PodsTransport, RawTransport
+from kpodmetrics.pods.clusterconfig import SERVICE_ACCOUNT_TOKEN, ConfigError
 from kpodmetrics.pods.resolver import KubernetesResolver
 from kpodmetrics.pods.watcher import PodWatcher
 
 log = logging.getLogger(__name__)
 
-SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-DEFAULT_KUBECONFIG = "~/.kube/config"
+__all__ = ["SERVICE_ACCOUNT_TOKEN", "KubernetesStartError", "cluster_configured",
+           "start_kubernetes"]
 
 
 class KubernetesStartError(RuntimeError):
     """Kubernetes mode cannot start; the message names the cause and the remedy."""
 
 
-def _in_cluster(environ: Mapping[str, str]) -> bool:
-    return bool(environ.get("KUBERNETES_SERVICE_HOST")) and bool(
-        environ.get("KUBERNETES_SERVICE_PORT")
-    ) and os.path.isfile(SERVICE_ACCOUNT_TOKEN)
-
-
-def _kubeconfig_path(settings: Settings) -> str:
-    return os.path.expanduser(settings.kubeconfig or DEFAULT_KUBECONFIG)
-
-
 def cluster_configured(settings: Settings, environ: Mapping[str, str] | None = None) -> bool:
     """True when a cluster is configured: in-cluster service account, or a kubeconfig
     file (`--kubeconfig` / `KUBECONFIG`, else `~/.kube/config`). Used by mode=auto."""
-    env = os.environ if environ is None else environ
-    if _in_cluster(env):
-        return True
-    return any(os.path.isfile(p) for p in _kubeconfig_path(settings).split(os.pathsep) if p)
+    return clusterconfig.cluster_configured(
+        settings.kubeconfig, os.environ if environ is None else environ)
 
 
-async def load_client_configuration(
+async def open_transport(
     settings: Settings, environ: Mapping[str, str] | None = None
-) -> client.Configuration:
-    """An explicit kubeconfig wins, then the in-cluster service account, then ~/.kube/config."""
+) -> PodsTransport:
+    """An explicit kubeconfig wins, then the in-cluster service account, then
+    `KUBECONFIG` / ~/.kube/config. Static credentials go through our own client; a
+    user that needs a credential plugin through kubernetes-asyncio (clientfallback)."""
     env = os.environ if environ is None else environ
-    cfg = client.Configuration()
-    if not settings.kubeconfig and _in_cluster(env):
+    if not settings.kubeconfig and clusterconfig.in_cluster(env):
         try:
-            kconfig.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-        except ConfigException as exc:
+            return RawTransport(clusterconfig.in_cluster_access(env))
+        except ConfigError as exc:
             raise KubernetesStartError(f"in-cluster service account config: {exc}") from exc
-        return cfg
-    path = _kubeconfig_path(settings)
-    first = path.split(os.pathsep)[0]
+    paths = clusterconfig.kubeconfig_paths(settings.kubeconfig, env)
+    first = paths[0] if paths else clusterconfig.DEFAULT_KUBECONFIG
     try:
         with open(first, "rb"):
             pass
@@ -78,12 +64,17 @@ async def load_client_configuration(
             "point it at a readable kubeconfig or run in a cluster with a service account"
         ) from exc
     try:
-        await kconfig.load_kube_config(config_file=path, client_configuration=cfg)
-    except (ConfigException, ValueError, TypeError, KeyError, AttributeError) as exc:
+        access = clusterconfig.kubeconfig_access(paths)
+        if access is not None:
+            return RawTransport(access)
+        from kpodmetrics.pods import clientfallback  # a credential plugin: the client's loader
+
+        log.info("kubeconfig user needs a credential plugin: using kubernetes-asyncio")
+        return await clientfallback.client_transport(paths)
+    except (ConfigError, OSError) as exc:
         raise KubernetesStartError(
             f"KUBECONFIG/--kubeconfig: {first!r} is not a usable kubeconfig: {exc}"
         ) from exc
-    return cfg
 
 
 class KubernetesAttribution:
@@ -93,7 +84,7 @@ class KubernetesAttribution:
         self,
         resolver: KubernetesResolver,
         watcher: PodWatcher,
-        api: client.ApiClient,
+        api: PodsTransport,
         task: asyncio.Task[None],
     ) -> None:
         self.resolver = resolver
@@ -136,7 +127,7 @@ async def start_kubernetes(
         raise KubernetesStartError(str(exc)) from exc
     if not os.path.isdir(root):
         raise KubernetesStartError(f"cgroup root {root!r} does not exist (KPOD_CGROUP_ROOT)")
-    cfg = await load_client_configuration(settings, environ)
+    transport = await open_transport(settings, environ)
     label_keys = tuple(getattr(settings, "pod_labels", ()))
     resolver = KubernetesResolver(
         root,
@@ -146,10 +137,10 @@ async def start_kubernetes(
         grace_seconds=settings.grace_period,
         grace_max_entries=settings.grace_max_entries,
     )
-    api = client.ApiClient(cfg)
-    watcher = PodWatcher(api, settings.node_name, resolver, label_keys=label_keys, **tuning)
+    watcher = PodWatcher(transport, settings.node_name, resolver, label_keys=label_keys,
+                         **tuning)
     task = asyncio.create_task(watcher.run(), name="kpod-pod-watch")
-    attribution = KubernetesAttribution(resolver, watcher, api, task)
+    attribution = KubernetesAttribution(resolver, watcher, transport, task)
     try:
         await asyncio.wait_for(watcher.settled.wait(), startup_timeout)
     except TimeoutError:

@@ -1,11 +1,11 @@
-"""List-then-watch of this node's pods through kubernetes-asyncio.
+"""List-then-watch of this node's pods, as raw JSON.
 
 Why hand-parse the stream instead of `kubernetes_asyncio.watch.Watch`: the agent must
 survive any object the API server (or something pretending to be it) sends. Raw
 JSON lines let us skip and count a malformed object without losing the stream,
-cap the size of a line, and keep pods as small records instead of generated models.
-The client library still does everything else: configuration, authentication, TLS,
-the request itself.
+cap the size of a line, and keep pods as small records instead of generated models
+(which also cost ~65 MB of RSS just to import). The request itself goes through a
+`PodsTransport` (apiclient.py: aiohttp with the cluster's credentials).
 
 Protocol, as client-go's reflector does it:
 1. LIST `pods?fieldSelector=spec.nodeName=<node>` -> replace the whole pod set
@@ -27,11 +27,11 @@ import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import aiohttp
-from kubernetes_asyncio import client
 
+from kpodmetrics.pods.apiclient import PodsTransport
 from kpodmetrics.pods.podinfo import MalformedPod, PodInfo, parse_pod
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def backoff_delay(failures: int, base: float, cap: float, rng: Callable[[], floa
 class PodWatcher:
     def __init__(
         self,
-        api: client.ApiClient,
+        api: PodsTransport,
         node: str,
         sink: PodSink,
         *,
@@ -105,7 +105,7 @@ class PodWatcher:
         request_timeout: float = 30.0,
         rng: Callable[[], float] = random.random,
     ) -> None:
-        self._core = client.CoreV1Api(api)
+        self._api = api
         self.node = node
         self._sink = sink
         self._label_keys = tuple(label_keys)
@@ -167,17 +167,12 @@ class PodWatcher:
 
     # -- list --------------------------------------------------------------------------
 
-    async def _request(self, **kwargs: Any) -> aiohttp.ClientResponse:
-        """The raw response (the generated method is typed as returning models)."""
-        resp: Any = await self._core.list_pod_for_all_namespaces(
-            field_selector=self.selector, _preload_content=False, **kwargs
-        )
-        return cast(aiohttp.ClientResponse, resp)
+    async def _request(self, timeout: aiohttp.ClientTimeout, **params: str) -> aiohttp.ClientResponse:
+        """The raw, unread response of GET /api/v1/pods for this node."""
+        return await self._api.get_pods({"fieldSelector": self.selector, **params}, timeout)
 
     async def _list(self) -> str:
-        resp = await self._request(
-            _request_timeout=aiohttp.ClientTimeout(total=self.request_timeout),
-        )
+        resp = await self._request(aiohttp.ClientTimeout(total=self.request_timeout))
         try:
             await self._check_status(resp, "list")
             body = await resp.read()
@@ -206,13 +201,11 @@ class PodWatcher:
         """Follow one watch stream until it ends; True if it delivered anything."""
         timeout = int(self.watch_timeout * (1 + self._rng()))
         resp = await self._request(
-            watch=True,
-            allow_watch_bookmarks=True,
-            resource_version=rv,
-            timeout_seconds=timeout,
-            _request_timeout=aiohttp.ClientTimeout(
-                connect=self.request_timeout, sock_read=self.read_timeout
-            ),
+            aiohttp.ClientTimeout(connect=self.request_timeout, sock_read=self.read_timeout),
+            watch="true",
+            allowWatchBookmarks="true",
+            resourceVersion=rv,
+            timeoutSeconds=str(timeout),
         )
         progressed = False
         try:
