@@ -116,7 +116,7 @@ async def test_pod_churn_leaves_nothing(tmp_path: Path) -> None:
         assert left_series == 0
         assert {k: v for k, v in sizes.items() if k != "cgroups"} == {
             "pods": 0, "grace": 0, "cgroup_uids": 0, "misses": 0, "removed_pending": 0,
-            "owners": 0}
+            "owners": 0, "vanished": 0}
         assert sizes["cgroups"] == 3  # root, kubepods.slice, the QoS slice
         assert att.watcher.stats.malformed == 0
         assert mid - before < 64 * 1024, "RSS grew by more than 64 MiB over the churn"

@@ -204,6 +204,8 @@ class KubernetesResolver:
                 self.stats.grace_expired += 1
                 self._forget_locked(pod)
                 self._dirty = True  # its directories are gone or going: drop their ids
+            if self._vanished:
+                self._purge_vanished_locked()
         if self._dirty or self._clock() - self._last_walk >= self.full_walk_interval:
             self._walk()
 
@@ -220,19 +222,30 @@ class KubernetesResolver:
                 self._last_walk = self._clock()
                 self.stats.walks += 1
 
+    def _purge_vanished_locked(self) -> None:
+        """Forget removed ids whose time is up or whose pod is forgotten (its owners
+        are gone from the store: a late sample must not bring them back)."""
+        now = self._clock()
+        for cid in [c for c, v in self._vanished.items() if v.until <= now or (
+                v.parsed is not None and self._pod_locked(v.parsed.pod_uid) is None)]:
+            del self._vanished[cid]
+
     def _keep_vanished_locked(self, found: dict[int, tuple[str, PodCgroup | None]]) -> None:
         """Remember the ids of the last walk that this walk no longer finds."""
-        now = self._clock()
-        for cid in [c for c, v in self._vanished.items() if v.until <= now or c in found]:
+        for cid in [c for c in self._vanished if c in found]:
             del self._vanished[cid]
+        self._purge_vanished_locked()
+        now = self._clock()
         until = now + self._vanish_ttl
         for cid, (rel, parsed) in self._cgroups.items():
             if cid in found or cid in self._vanished:
                 continue
             name = None
-            if parsed is not None and parsed.container_id:
+            if parsed is not None:
                 pod = self._pod_locked(parsed.pod_uid)
-                if pod is not None:
+                if pod is None:
+                    continue  # a forgotten pod: its ids resolve to nothing any more
+                if parsed.container_id:
                     name = pod.info.containers.get(parsed.container_id)
             self._vanished[cid] = _Vanished(rel, parsed, name, until)
         while len(self._vanished) > self._vanish_max:  # oldest first (insertion order)
