@@ -59,6 +59,17 @@ class AgentProc:
         raise AssertionError("agent not ready in time")
 
 
+def stop_agent(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL if it does not exit in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @contextlib.contextmanager
 def run_agent(*args: str, env: dict[str, str] | None = None) -> Iterator[AgentProc]:
     port = free_port()
@@ -75,13 +86,7 @@ def run_agent(*args: str, env: dict[str, str] | None = None) -> Iterator[AgentPr
         agent.wait_ready()
         yield agent
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_agent(proc)
         _OWNED.update(tracker.stop())
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.conftest import require_root
+from tests.e2e.agent_util import stop_agent
 from tests.k8s_api_server import FakeApiServer, make_pod
 from tests.kernel.cgroup_util import make_cgroups
 
@@ -107,10 +107,5 @@ async def test_agent_labels_runqueue_by_pod_then_drops_deleted_pod(tmp_path: Pat
                 w.kill()
                 w.wait()
         if agent is not None:
-            agent.send_signal(signal.SIGTERM)
-            try:
-                agent.wait(15)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-                agent.wait()
+            stop_agent(agent)
         await srv.close()

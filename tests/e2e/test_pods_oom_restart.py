@@ -29,6 +29,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.conftest import require_root
+from tests.e2e.agent_util import stop_agent
 from tests.e2e.test_pods_e2e import free_port, scrape, series
 from tests.k8s_api_server import FakeApiServer, make_pod
 from tests.kernel.cgroup_util import KernelCgroup, build_helper, make_cgroups, unified_root
@@ -180,10 +181,5 @@ async def test_oom_kill_at_container_death_is_charged_to_the_container(tmp_path:
                 p.kill()
                 p.wait()
         if agent is not None:
-            agent.send_signal(signal.SIGTERM)
-            try:
-                agent.wait(15)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-                agent.wait()
+            stop_agent(agent)
         await srv.close()
