@@ -49,8 +49,7 @@ class PerCgroupCollector(FileCollector):
             for ref in containers:
                 container_samples.extend(self._read(ref, ctx))
             ledger.retire_missing({r.cgroup_id for r in containers})
-            out.extend(ledger.remainder(pod_samples, container_samples, self.own_value))
-            out.extend(container_samples)
+            out.extend(ledger.settle(pod_samples, container_samples, self.own_value))
         self._ledgers = seen  # pods no longer listed are forgotten
         return out
 

@@ -19,6 +19,12 @@ only by genuine growth. Reading the pod first means R can only lag, never run ah
 container that dies hands its counted total to no one (its last reading stays in the
 sum; what it did after that reading lands in R).
 
+A container that ran before the API named it (its cgroup was in the pod's totals but
+not a target yet) had its first moments counted in R already. R cannot give them
+back, so such a container is credited from a baseline: the part of its first reading
+that R had counted. Before a pod's first container its readings pass unchanged
+(standalone cgroups never have containers).
+
 Families that are not sums over the tree (PSI stall time: overlapping stalls are one
 stall of the pod; CFS throttling of the cgroup's own quota; memory.peak) are passed
 through: the pod series is the pod cgroup's own value.
@@ -26,7 +32,7 @@ through: the pod series is the pod cgroup's own value.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from kpodmetrics.families import Family
@@ -53,26 +59,43 @@ class PodLedger:
     """The last remainder handed over per series (never decreases)."""
     raw: dict[SeriesKey, float] = field(default_factory=dict)
     """The pod cgroup's last own reading per series (a drop is a reset)."""
+    passed: list[Sample] | None = None
+    """While the pod never had a container (standalone cgroups, a pod before its
+    first container): its last readings, passed through as they were (R = P)."""
+
+    baseline: dict[int, dict[SeriesKey, float]] = field(default_factory=dict)
+    """Per container cgroup: what of its first reading the pod series had already
+    counted (it ran before the API named it); not credited to it again."""
 
     def retire_missing(self, listed: Collection[int]) -> None:
         """Containers no longer listed keep their last readings, in `dead`."""
         for cid in [c for c in self.live if c not in listed]:
             for key, value in self.live.pop(cid).items():
                 self.dead[key] = self.dead.get(key, 0.0) + value
+            self.baseline.pop(cid, None)
 
-    def remainder(
+    def settle(
         self,
-        pod_samples: Iterable[Sample],
-        container_samples: Iterable[Sample],
+        pod_samples: Sequence[Sample],
+        container_samples: Sequence[Sample],
         own_value: Collection[Family],
     ) -> list[Sample]:
-        """The pod cgroup's samples rewritten as remainders (see module docstring);
-        `container_samples` are this cycle's readings of its listed containers."""
+        """This cycle's samples of the pod: the pod cgroup's rewritten as remainders,
+        then its listed containers' (see module docstring)."""
+        if not container_samples and not self.live and not self.dead:
+            if pod_samples:  # no container ever: the remainder is the reading itself
+                self.passed = list(pod_samples)
+            return list(pod_samples)
+        if self.passed is not None:  # the first container: go on from what was handed over
+            for s in self.passed:
+                if s.kind is Kind.CUMULATIVE and s.family not in own_value:
+                    self.emitted.setdefault(_key(s), s.value)
+                    self.raw.setdefault(_key(s), s.value)
+            self.passed = None
+        containers = self._credit(pod_samples, container_samples, own_value)
         levels: dict[SeriesKey, float] = {}
         for s in container_samples:
-            if s.kind is Kind.CUMULATIVE:
-                self.live.setdefault(s.cgroup_id, {})[_key(s)] = s.value
-            elif s.kind is Kind.GAUGE:
+            if s.kind is Kind.GAUGE:
                 levels[_key(s)] = levels.get(_key(s), 0.0) + s.value
         credited: dict[SeriesKey, float] = dict(self.dead)
         for readings in self.live.values():
@@ -93,6 +116,46 @@ class PodLedger:
                 value = max(self.emitted.get(key, 0.0), s.value - credited.get(key, 0.0))
                 self.emitted[key] = value
                 out.append(_with_value(s, value))
+        out.extend(containers)
+        return out
+
+    def _credit(
+        self,
+        pod_samples: Sequence[Sample],
+        container_samples: Sequence[Sample],
+        own_value: Collection[Family],
+    ) -> list[Sample]:
+        """Record the containers' readings; a container cgroup new to a pod the pod
+        series already counted starts from a baseline: the part of its first reading
+        that the remainder would otherwise have to give back (it cannot go down)."""
+        new: dict[SeriesKey, list[Sample]] = {}
+        for s in container_samples:
+            if s.kind is not Kind.CUMULATIVE or s.family in own_value:
+                continue
+            readings = self.live.get(s.cgroup_id)
+            if readings is None and self.emitted:
+                new.setdefault(_key(s), []).append(s)
+                continue
+            base = self.baseline.get(s.cgroup_id, {}).get(_key(s), 0.0)
+            self.live.setdefault(s.cgroup_id, {})[_key(s)] = s.value - base
+        pod_now = {_key(s): s.value for s in pod_samples if s.kind is Kind.CUMULATIVE}
+        for key, fresh in new.items():
+            credited = self.dead.get(key, 0.0) + sum(
+                r.get(key, 0.0) for r in self.live.values())
+            counted = self.emitted.get(key, 0.0)
+            p = pod_now.get(key)
+            shortfall = 0.0 if p is None else counted - (p - credited - sum(x.value for x in fresh))
+            for s in fresh:
+                base = min(s.value, max(0.0, shortfall))
+                shortfall -= base
+                if base:
+                    self.baseline.setdefault(s.cgroup_id, {})[key] = base
+                self.live.setdefault(s.cgroup_id, {})[key] = s.value - base
+        out: list[Sample] = []
+        for s in container_samples:
+            base = self.baseline.get(s.cgroup_id, {}).get(_key(s), 0.0) \
+                if s.kind is Kind.CUMULATIVE else 0.0
+            out.append(_with_value(s, s.value - base) if base else s)
         return out
 
     def _reset(self, key: SeriesKey) -> None:
