@@ -78,3 +78,19 @@ def test_unknown_field_fails_when_the_decoder_is_built() -> None:
     spec = MapSpec("m", KpodMemStats, fields=(Count("oom_kils", mem_events.OOM_KILLS),))
     with pytest.raises(KeyError, match="oom_kils"):
         MapDecoder(spec)
+
+
+def test_every_health_index_of_every_object_is_named_once() -> None:
+    """metric_maps of each eBPF collector uses the members of its object's generated
+    health enum, each exactly once, and nothing else (the _N member is the size)."""
+    from kpodmetrics.bpf import structs
+    from kpodmetrics.collectors.ebpf import block_io, runqueue, tcp
+
+    for cls, enum in ((runqueue.CpuSchedCollector, structs.KpodCpuHealth),
+                      (tcp.NetTcpCollector, structs.KpodNetHealth),
+                      (mem_events.MemCollector, structs.KpodMemHealth),
+                      (syscalls.SyscallCollector, structs.KpodSysHealth),
+                      (block_io.BlockIOCollector, structs.KpodBioHealth)):
+        size = next(m for m in enum if m.name.endswith("_N"))
+        assert sorted(cls.metric_maps.values()) == list(range(size)), cls.__name__
+        assert all(isinstance(v, enum) for v in cls.metric_maps.values()), cls.__name__
