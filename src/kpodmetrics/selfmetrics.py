@@ -34,7 +34,8 @@ COLLECTOR_DURATION = Family(
 )
 COLLECTOR_UP = Family(
     "kpod_collector_up", FamilyType.GAUGE,
-    "1 when the collector runs; 0 when it could not start (see kpod_collector_status_info)",
+    "1 when the collector runs (also when degraded: see kpod_collector_state); 0 when it "
+    "could not start (see kpod_collector_status_info)",
     label_names=("collector",),
 )
 COLLECTOR_STATUS = Family(
