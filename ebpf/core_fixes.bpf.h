@@ -172,4 +172,56 @@ static __always_inline bool kpod_retransmit_has_err(void)
 
 /* ---- end of syscall and mem ---- */
 
+/* ---- sched (ebpf/cpu_sched.bpf.c) ---- */
+
+/*
+ * task_struct::state became task_struct::__state (and `volatile long` became
+ * `unsigned int`) in 5.14, commit 2f064a59a11f ("sched: Change task_struct::state").
+ * The 3-argument sched_switch variants read prev's state from the task itself, so they
+ * need whichever field this kernel has. The flavour below describes the pre-5.14 layout;
+ * libbpf drops the `___pre514` suffix when it matches it against the kernel's BTF.
+ */
+struct task_struct___pre514 {
+	long state;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u64 kpod_task_state(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->__state))
+		return BPF_CORE_READ(t, __state);
+	return BPF_CORE_READ((struct task_struct___pre514 *)t, state);
+}
+
+/*
+ * sched_switch got its 4th argument, `unsigned int prev_state`, in 5.18, commit
+ * fa2c3254d7cf ("sched/tracing: Don't re-read p->state when emitting sched_switch
+ * event"). Before it, tp_btf programs that read ctx[3] are refused ("func
+ * 'sched_switch' doesn't have 4-th argument") and raw_tp programs that do fail to attach
+ * (EINVAL: the program reads past the tracepoint's 3 arguments). The kernel reads
+ * prev->__state once, before the switch; reading it again from the tracepoint (the
+ * 3-argument variants, 5.17 and older) can see a concurrent wake-up's TASK_RUNNING, so
+ * a task that blocked and was woken during the switch is counted as preempted.
+ */
+
+/*
+ * A task that exits makes its last switch out with state TASK_DEAD: 0x0080 in
+ * include/linux/sched.h of every kernel of the matrix (5.10, 6.1, 6.12, 6.18; older
+ * kernels are not supported). It is a #define, absent from BTF, so CO-RE cannot relocate
+ * it; a kernel that renumbers it would show up as a growing cpu_start map.
+ */
+#define KPOD_TASK_DEAD 0x80
+
+/*
+ * On Debian 12's 6.1 every cpu_sched program was refused with EACCES ("R3 unbounded
+ * memory access", measured in the VM): the histogram slot, see "Histogram slot" in the
+ * syscall and mem block; kpod_hist_add() now bounds it. The first line of that log,
+ * "reg type unsupported for arg#0 function kpod_sched_switch#N", is only a notice:
+ * 6.1's do_check_common() matches the main program's BTF signature, cannot describe
+ * BPF_PROG's `unsigned long long *ctx`, and ignores the result (the notice went away
+ * in 6.8). It was all the reason showed because libbpf prints the whole log as one
+ * message and the agent's print callback (bpf/libbpf.py) keeps its first 4 KB.
+ */
+
+/* ---- end of sched ---- */
+
 #endif

@@ -13,12 +13,24 @@
  * enqueue time, and both the wait and the context switch are counted with the single
  * per-cgroup lookup made for the task switched in. A task's last switch-out before it
  * exits is therefore not counted; every other one is, one switch-in later.
+ *
+ * Variants (bpf/variants.py picks the first that loads and attaches; the programs of one
+ * variant are never attached together with another's):
+ *   tp_btf       kpod_sched_switch, 4 arguments (5.18+), pointers read directly
+ *   tp_btf_3arg  kpod_sched_switch_btf3: prev's state read from the task (5.17 and older)
+ *   raw_tp       kpod_sched_switch_raw, 4 arguments, every read through bpf_probe_read
+ *   raw_tp_3arg  kpod_sched_switch_raw3
+ * with kpod_sched_wakeup[_new] (tp_btf) or kpod_sched_wakeup[_new]_raw. One body serves
+ * them all: `raw` is a compile-time constant of each always-inlined copy, so a tp_btf
+ * program keeps its direct loads and a raw_tp one never dereferences a pointer itself.
+ * Kernel quirks behind the variants: ebpf/core_fixes.bpf.h, sched block.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "kpod_bpf.h"
+#include "core_fixes.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -62,38 +74,34 @@ static __always_inline void enqueue(__u32 pid, __u64 now, __u64 kind)
 		KPOD_HEALTH_INC(cpu_health, KPOD_HEALTH_CPU_START, update_errors);
 }
 
-SEC("tp_btf/sched_wakeup")
-int BPF_PROG(kpod_sched_wakeup, struct task_struct *p)
+/* tid of a task: a direct (BTF) load in tp_btf programs, a probe read in raw_tp ones */
+static __always_inline __u32 task_pid(struct task_struct *t, const bool raw)
 {
-	enqueue(p->pid, bpf_ktime_get_ns(), KIND_VOLUNTARY);
-	return 0;
+	return raw ? BPF_CORE_READ(t, pid) : t->pid;
 }
 
-SEC("tp_btf/sched_wakeup_new")
-int BPF_PROG(kpod_sched_wakeup_new, struct task_struct *p)
+static __always_inline void on_wakeup(struct task_struct *p, __u64 kind, const bool raw)
 {
-	enqueue(p->pid, bpf_ktime_get_ns(), KIND_NEW);
-	return 0;
+	enqueue(task_pid(p, raw), bpf_ktime_get_ns(), kind);
 }
 
-SEC("tp_btf/sched_switch")
-int BPF_PROG(kpod_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
-	     unsigned int prev_state)
+static __always_inline void on_switch(bool preempt, struct task_struct *prev,
+				      struct task_struct *next, __u64 prev_state, const bool raw)
 {
 	struct kpod_cpu_stats *st;
-	__u32 next_pid = next->pid;
+	__u32 next_pid = task_pid(next, raw);
 	__u64 now = bpf_ktime_get_ns();
 	__u64 *tsp, start, kind, cg;
 
 	/* still on the run queue: preempted, or switched out without blocking */
 	if (preempt || prev_state == 0)
-		enqueue(prev->pid, now, KIND_INVOLUNTARY);
+		enqueue(task_pid(prev, raw), now, KIND_INVOLUNTARY);
 
 	if (!next_pid)
-		return 0;
+		return;
 	tsp = bpf_map_lookup_elem(&cpu_start, &next_pid);
 	if (!tsp)
-		return 0;
+		return;
 	start = *tsp;
 	bpf_map_delete_elem(&cpu_start, &next_pid);
 	kind = start & KIND_MASK;
@@ -102,11 +110,72 @@ int BPF_PROG(kpod_sched_switch, bool preempt, struct task_struct *prev, struct t
 	cg = kpod_task_cgroup_id(next);
 	st = kpod_lookup_or_init(&cpu_stats, &cg, &zero_stats, &cpu_health, KPOD_HEALTH_CPU_STATS);
 	if (!st)
-		return 0;
+		return;
 	kpod_hist_add(&st->runq, now > start ? now - start : 0);
 	if (kind == KIND_VOLUNTARY)
 		__sync_fetch_and_add(&st->nvcsw, 1);
 	else if (kind == KIND_INVOLUNTARY)
 		__sync_fetch_and_add(&st->nivcsw, 1);
+}
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(kpod_sched_wakeup, struct task_struct *p)
+{
+	on_wakeup(p, KIND_VOLUNTARY, false);
+	return 0;
+}
+
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(kpod_sched_wakeup_new, struct task_struct *p)
+{
+	on_wakeup(p, KIND_NEW, false);
+	return 0;
+}
+
+/* 5.18+: the kernel hands over the state it read before switching */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(kpod_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
+{
+	on_switch(preempt, prev, next, prev_state, false);
+	return 0;
+}
+
+/* 5.17 and older: three arguments, prev's state read from the task (core_fixes.bpf.h) */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(kpod_sched_switch_btf3, bool preempt, struct task_struct *prev,
+	     struct task_struct *next)
+{
+	on_switch(preempt, prev, next, kpod_task_state(prev), false);
+	return 0;
+}
+
+SEC("raw_tp/sched_wakeup")
+int BPF_PROG(kpod_sched_wakeup_raw, struct task_struct *p)
+{
+	on_wakeup(p, KIND_VOLUNTARY, true);
+	return 0;
+}
+
+SEC("raw_tp/sched_wakeup_new")
+int BPF_PROG(kpod_sched_wakeup_new_raw, struct task_struct *p)
+{
+	on_wakeup(p, KIND_NEW, true);
+	return 0;
+}
+
+SEC("raw_tp/sched_switch")
+int BPF_PROG(kpod_sched_switch_raw, bool preempt, struct task_struct *prev,
+	     struct task_struct *next, unsigned int prev_state)
+{
+	on_switch(preempt, prev, next, prev_state, true);
+	return 0;
+}
+
+SEC("raw_tp/sched_switch")
+int BPF_PROG(kpod_sched_switch_raw3, bool preempt, struct task_struct *prev,
+	     struct task_struct *next)
+{
+	on_switch(preempt, prev, next, kpod_task_state(prev), true);
 	return 0;
 }

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from kpodmetrics import families
 from kpodmetrics.bpf.mapspec import Count, Hist, MapDecoder, MapSpec
 from kpodmetrics.bpf.structs import KPOD_HEALTH_CPU_START, KPOD_HEALTH_CPU_STATS, KpodCpuStats
+from kpodmetrics.bpf.variants import Signal, Variant
 from kpodmetrics.collectors.base import CollectContext
 from kpodmetrics.collectors.ebpf.base import BpfCollectorBase
 from kpodmetrics.config import Settings
@@ -36,6 +37,20 @@ STATS = MapSpec("cpu_stats", KpodCpuStats, fields=(
 ))
 """cpu_stats: cgroup id -> struct kpod_cpu_stats."""
 
+_WAKE_BTF = ("kpod_sched_wakeup", "kpod_sched_wakeup_new")
+_WAKE_RAW = ("kpod_sched_wakeup_raw", "kpod_sched_wakeup_new_raw")
+RUNQUEUE_SIGNAL = Signal("runqueue", families=(RUNQUEUE, CONTEXT_SWITCHES), variants=(
+    # 5.18+: the kernel passes prev's state as the 4th argument
+    Variant("tp_btf", ("kpod_sched_switch", *_WAKE_BTF)),
+    # 5.17 and older: 3 arguments, prev's state read from the task via CO-RE
+    Variant("tp_btf_3arg", ("kpod_sched_switch_btf3", *_WAKE_BTF)),
+    # where BTF-typed tracepoints are refused: untyped arguments, probe reads
+    Variant("raw_tp", ("kpod_sched_switch_raw", *_WAKE_RAW)),
+    Variant("raw_tp_3arg", ("kpod_sched_switch_raw3", *_WAKE_RAW)),
+))
+"""Both families come from the same three hooks; which kernel takes which variant, and
+why: ebpf/core_fixes.bpf.h (sched block)."""
+
 
 class CpuSchedCollector(BpfCollectorBase):
     name = "cpu"
@@ -43,6 +58,7 @@ class CpuSchedCollector(BpfCollectorBase):
     health_map = "cpu_health"
     metric_maps = {STATS.map: KPOD_HEALTH_CPU_STATS, "cpu_start": KPOD_HEALTH_CPU_START}
     families = STATS.families
+    signals = (RUNQUEUE_SIGNAL,)
 
     def __init__(self, **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
