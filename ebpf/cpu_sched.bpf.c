@@ -41,8 +41,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	/* holds only tasks queued right now; preallocated: a non-preallocated map costs
-	 * ~60-100 ns more per wake-up here (measured), this one 0.65 MB */
+	/* holds only tasks queued right now (dying tasks' stamps are reaped, see reap());
+	 * preallocated: a non-preallocated map costs ~60-100 ns more per wake-up here
+	 * (measured). Sized at load time: 256 queued tasks per CPU, at least 8192 (0.65 MB);
+	 * an insert into a full map fails and is counted (kpod_bpf_map_update_errors). */
 	__uint(max_entries, 8192);
 	__type(key, __u32);   /* tid */
 	__type(value, __u64); /* enqueue time in ns, low two bits: KIND_* */
@@ -74,6 +76,17 @@ static __always_inline void enqueue(__u32 pid, __u64 now, __u64 kind)
 		KPOD_HEALTH_INC(cpu_health, KPOD_HEALTH_CPU_START, update_errors);
 }
 
+/* A dying task's last switch out. Its stamp is normally gone (deleted when it was last
+ * switched in), but a wake-up that finds the task still on its CPU, between preparing
+ * to sleep and sleeping, stamps it without a switch-in to follow: if the task then
+ * exits, that stamp would stay forever (its tid is never switched in again, or is
+ * reused and charged a bogus wait). One delete per exiting thread, never on the
+ * common path. */
+static __always_inline void reap(__u32 pid)
+{
+	bpf_map_delete_elem(&cpu_start, &pid);
+}
+
 /* tid of a task: a direct (BTF) load in tp_btf programs, a probe read in raw_tp ones */
 static __always_inline __u32 task_pid(struct task_struct *t, const bool raw)
 {
@@ -90,12 +103,15 @@ static __always_inline void on_switch(bool preempt, struct task_struct *prev,
 {
 	struct kpod_cpu_stats *st;
 	__u32 next_pid = task_pid(next, raw);
+	__u32 prev_pid = task_pid(prev, raw);
 	__u64 now = bpf_ktime_get_ns();
 	__u64 *tsp, start, kind, cg;
 
 	/* still on the run queue: preempted, or switched out without blocking */
 	if (preempt || prev_state == 0)
-		enqueue(task_pid(prev, raw), now, KIND_INVOLUNTARY);
+		enqueue(prev_pid, now, KIND_INVOLUNTARY);
+	else if (prev_state & KPOD_TASK_DEAD)
+		reap(prev_pid);
 
 	if (!next_pid)
 		return;

@@ -179,7 +179,10 @@ def measure(collector: CpuSchedCollector) -> tuple[dict[int, KpodCpuStats], dict
     }
 
 
-def check_attribution(per_cg: dict[int, KpodCpuStats], o: dict[str, object]) -> None:
+def check_attribution(per_cg: dict[int, KpodCpuStats], o: dict[str, object],
+                      *, crowded: bool = False) -> None:
+    """`crowded`: other load competes for the CPUs too (the churn test), so the sleeper
+    may wait as long as a spinner; the oracles still hold, the 0.2 ratio need not."""
     busy, sleeper, idle = int(o["busy"]), int(o["sleeper"]), int(o["idle"])  # type: ignore[call-overload]
     want_busy, want_sleep = int(o["want_busy"]), int(o["want_sleep"])  # type: ignore[call-overload]
     got_busy = per_cg[busy].runq.sum if busy in per_cg else 0
@@ -198,7 +201,8 @@ def check_attribution(per_cg: dict[int, KpodCpuStats], o: dict[str, object]) -> 
         # that we do (docs/accuracy.md). Allow 10 % plus 25 us per wake-up.
         assert abs(got_sleep - want_sleep) <= 0.10 * want_sleep + 25_000 * waits
     # the sleeper's wait is its own: nowhere near the spinners' (the switched-out bug)
-    assert got_sleep < 0.2 * got_busy
+    if not crowded:
+        assert got_sleep < 0.2 * got_busy
     # the count of waits equals the slots' total (no sample lost between them)
     assert sum(per_cg[busy].runq.slots) == per_cg[busy].runq.count
     # the idle cgroup saw nothing

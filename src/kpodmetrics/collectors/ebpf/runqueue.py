@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 
 from kpodmetrics import families
 from kpodmetrics.bpf.mapspec import Count, Hist, MapDecoder, MapSpec
@@ -52,6 +53,19 @@ RUNQUEUE_SIGNAL = Signal("runqueue", families=(RUNQUEUE, CONTEXT_SWITCHES), vari
 why: ebpf/core_fixes.bpf.h (sched block)."""
 
 
+START_PER_CPU = 256
+START_MIN = 8192
+
+
+def start_map_size(cpus: int) -> int:
+    """Entries of cpu_start: it holds one stamp per task waiting in a run queue (dying
+    tasks' stamps are reaped in the kernel), so it scales with the CPUs: 256 queued
+    tasks per CPU before an insert fails (counted in kpod_bpf_map_update_errors_total),
+    never fewer than 8192. 64 bytes per preallocated entry: 2 CPUs 0.5 MB, 192 CPUs
+    3.1 MB."""
+    return max(START_MIN, START_PER_CPU * max(cpus, 1))
+
+
 class CpuSchedCollector(BpfCollectorBase):
     name = "cpu"
     object_name = "cpu_sched"
@@ -60,8 +74,11 @@ class CpuSchedCollector(BpfCollectorBase):
     families = STATS.families
     signals = (RUNQUEUE_SIGNAL,)
 
-    def __init__(self, **kw: object) -> None:
-        super().__init__(**kw)  # type: ignore[arg-type]
+    def __init__(self, *, legacy_maps: bool = False, max_entries: Mapping[str, int] | None = None,
+                 only: frozenset[str] | None = None,
+                 variants: Mapping[str, str] | None = None) -> None:
+        sizes = {"cpu_start": start_map_size(os.cpu_count() or 1), **(max_entries or {})}
+        super().__init__(legacy_maps=legacy_maps, max_entries=sizes, only=only, variants=variants)
         self.decoder = MapDecoder(STATS)
 
     def collect(self, ctx: CollectContext) -> Iterable[Sample | HistogramSample]:
