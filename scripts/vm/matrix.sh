@@ -18,8 +18,8 @@ cd "$root"
 
 # user+sys seconds of all finished children of this shell (bash's `times`, 2nd line)
 children_cpu() {
-  times >"$out/.times"   # a builtin in this shell: a pipe would run it in a subshell
-  sed -n 2p "$out/.times" | awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, p, "m");
+  times >"$out/.times.$$"   # a builtin in this shell: a pipe would run it in a subshell
+  sed -n 2p "$out/.times.$$" | awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, p, "m");
     sub("s", "", p[2]); t += p[1] * 60 + p[2] } print t }'
 }
 
@@ -52,6 +52,7 @@ for suite in "${suites[@]}"; do
        "$(cat "$dir/vm-seconds.txt") s with boot, $(cat "$dir/cpu-seconds.txt") s of host CPU" >&2
 done
 
+rm -f "$out/.times.$$"
 "$root/${VENV:-.venv}/bin/python" "$here/kernels_doc.py" --results "$out" --summary "${suites[@]}" || true
 if [ ${#failed[@]} -gt 0 ]; then
   echo "matrix: FAILED on ${failed[*]}" >&2
