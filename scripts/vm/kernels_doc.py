@@ -84,6 +84,7 @@ class KernelRun:
     vm_seconds: int | None = None
     cpu_seconds: int | None = None
     exit_code: int | None = None
+    commit: str = "?"
 
 
 def read_int(p: Path) -> int | None:
@@ -176,6 +177,8 @@ def load_run(results: Path, suite: str) -> KernelRun | None:
     run.guest_seconds = read_int(d / "seconds.txt")
     run.vm_seconds = read_int(d / "vm-seconds.txt")
     run.cpu_seconds = read_int(d / "cpu-seconds.txt")
+    if (d / "commit.txt").exists():
+        run.commit = (d / "commit.txt").read_text().strip() or "?"
     run.exit_code = read_int(d / "exit-code.txt")
     pj = d / "probe.json"
     if pj.exists() and pj.stat().st_size:
@@ -283,13 +286,13 @@ def render(runs: list[KernelRun], families: dict[str, str]) -> str:
         "Wall seconds depend on how busy the machine was; host CPU seconds (user + sys of",
         "QEMU and everything else the run started) are what the run costs: TCG is CPU-bound.",
         "",
-        "| kernel | suite | passed | failed | skipped | tests (s) | with boot (s) | host CPU (s) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| kernel | suite | commit | passed | failed | skipped | tests (s) | with boot (s) | host CPU (s) |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in runs:
         n = {k: sum(1 for c in r.cases if c.outcome == k) for k in ("passed", "failed", "skipped")}
         lines.append(
-            f"| {r.kernel} | {r.suite} ({SUITE_LABEL.get(r.suite, '')}) | {n['passed']} | "
+            f"| {r.kernel} | {r.suite} ({SUITE_LABEL.get(r.suite, '')}) | {r.commit} | {n['passed']} | "
             f"{n['failed']} | {n['skipped']} | {r.guest_seconds if r.guest_seconds is not None else '?'} | "
             f"{r.vm_seconds if r.vm_seconds is not None else '?'} | "
             f"{r.cpu_seconds if r.cpu_seconds is not None else '?'} |")
