@@ -16,11 +16,12 @@ suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(bullseye bookworm trixie)
 cd "$root"
 
-# user+sys seconds of all finished children of this shell (bash's `times`, 2nd line)
+# user+sys seconds of all finished children of this shell (bash's `times`, 2nd line),
+# into $cpu. Called as is, never in $(...): a subshell would count its own children.
 children_cpu() {
   times >"$out/.times.$$"   # a builtin in this shell: a pipe would run it in a subshell
-  sed -n 2p "$out/.times.$$" | awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, p, "m");
-    sub("s", "", p[2]); t += p[1] * 60 + p[2] } print t }'
+  cpu=$(sed -n 2p "$out/.times.$$" | awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, p, "m");
+    sub("s", "", p[2]); t += p[1] * 60 + p[2] } print t }')
 }
 
 failed=()
@@ -29,7 +30,8 @@ for suite in "${suites[@]}"; do
   rm -rf "$dir"
   mkdir -p "$dir"
   start=$(date +%s)
-  cpu0=$(children_cpu)
+  children_cpu
+  cpu0=$cpu
   rc=0
   if [ "$suite" = host ]; then
     VM_OUT=$dir bash "$here/guest-tests.sh" || rc=$?
@@ -37,7 +39,8 @@ for suite in "${suites[@]}"; do
     bash "$here/run.sh" "$suite" --out "$dir" -- bash "$here/guest-tests.sh" || rc=$?
   fi
   echo $(( $(date +%s) - start )) >"$dir/vm-seconds.txt"
-  awk -v a="$cpu0" -v b="$(children_cpu)" 'BEGIN { printf "%d\n", b - a }' >"$dir/cpu-seconds.txt"
+  children_cpu
+  awk -v a="$cpu0" -v b="$cpu" 'BEGIN { printf "%d\n", b - a }' >"$dir/cpu-seconds.txt"
   echo "$rc" >"$dir/exit-code.txt"
   if [ "$rc" -ne 0 ] || [ ! -s "$dir/junit.xml" ]; then
     failed+=("$suite(exit $rc)")
