@@ -76,6 +76,24 @@ def _measure(reg: procs.Registry, cg: cgroups.BenchCgroups, variant: str, profil
                                                         "wall_per_cycle_s", "rss_kib")}}
 
 
+def summary(rows: list[dict[str, object]]) -> dict[str, object]:
+    """Medians per variant, and the ratio tasks/serial of each round: the two windows
+    of a round ran back to back, so a shared machine's load swings (here CPU per cycle
+    moved 5x between rounds) cancel out in the paired ratio and not in the medians."""
+    def cpu(r: int, v: str) -> float:
+        return next(float(x["cpu_per_cycle_s"] or 0) for x in rows
+                    if x["round"] == r and x["variant"] == v)
+
+    med = {v: statistics.median(float(x["cpu_per_cycle_s"] or 0) for x in rows
+                                if x["variant"] == v) for v in ("serial", "tasks")}
+    paired = [cpu(r, "tasks") / cpu(r, "serial") for r in sorted({int(str(x["round"]))
+                                                                   for x in rows})]
+    return {"median_cpu_per_cycle_s": med,
+            "ratio_of_medians_tasks_over_serial": med["tasks"] / med["serial"],
+            "paired_ratios_tasks_over_serial": paired,
+            "median_paired_ratio": statistics.median(paired)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="benchmarks.isolation", description=__doc__)
     p.add_argument("--cgroups", type=int, default=1000)
@@ -98,11 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                           f"{float(row['cpu_per_cycle_s'] or 0) * 1e3:7.1f} ms", file=sys.stderr)
     finally:
         reg.stop_all()
-    med = {v: statistics.median(float(x["cpu_per_cycle_s"] or 0) for x in rows
-                                if x["variant"] == v) for v in ("serial", "tasks")}
     result = {"cgroups": a.cgroups, "profile": a.profile, "poll_s": a.poll,
-              "cycles_per_window": a.cycles, "rows": rows,
-              "median_cpu_per_cycle_s": med, "ratio_tasks_over_serial": med["tasks"] / med["serial"],
+              "cycles_per_window": a.cycles, "rows": rows, **summary(rows),
               "leaked_programs": reg.leaked_programs()}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=1) + "\n")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import logging
 import threading
@@ -204,8 +205,8 @@ class SharedLane:
         loop = asyncio.get_running_loop()
         started = loop.create_future()
         done = loop.create_future()
-        job.add_start_callback(lambda _: loop.call_soon_threadsafe(_set_once, started))
-        job.add_done_callback(lambda _: loop.call_soon_threadsafe(_set_once, done))
+        job.add_start_callback(lambda _: _wake(loop, started))
+        job.add_done_callback(lambda _: _wake(loop, done))
         await asyncio.wait([started, done], return_when=asyncio.FIRST_COMPLETED)
         if deadline is not None and not job.done():
             assert job.started_at is not None
@@ -240,6 +241,13 @@ def _set_once(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
+def _wake(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
+    """From a lane thread: resolve `fut` on its loop (gone already for a call that
+    returned after shutdown: nobody waits any more)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_set_once, fut)
+
+
 async def run_aside(fn: Callable[[], T], name: str, timeout: float) -> T:
     """Run `fn` on a lane of its own and wait at most `timeout` (shutdown steps that may
     block: a stuck thread is left behind, never joined). Raises TimeoutError."""
@@ -247,7 +255,7 @@ async def run_aside(fn: Callable[[], T], name: str, timeout: float) -> T:
     job = lane.submit(fn, name)
     loop = asyncio.get_running_loop()
     done = loop.create_future()
-    job.add_done_callback(lambda _: loop.call_soon_threadsafe(_set_once, done))
+    job.add_done_callback(lambda _: _wake(loop, done))
     try:
         await asyncio.wait_for(asyncio.shield(done), timeout)
     finally:

@@ -207,8 +207,15 @@ class Agent:
                 _log.info("collector %s started", slot.name)
 
     async def _close_collectors(self) -> None:
-        """Detach and close every collector not held by a stuck call (that one's fds go
-        with the process)."""
+        """Detach and close every collector once no call of theirs runs; a collector held
+        by a stuck call is left as it is (its fds go with the process)."""
+        try:  # a no-op behind whatever the cancelled cycle left on the worker
+            await asyncio.wait_for(self.worker.run(lambda: None, "drain"), STEP_SECONDS)
+        except TimeoutError:
+            running = self.worker.lane.current
+            _log.warning("%s still runs on the worker: collectors left open",
+                         running.name if running else "a call")
+            return
         free = [s for s in self.slots if s.pending is None or s.pending.done()]
         for slot in self.slots:
             if slot not in free:
