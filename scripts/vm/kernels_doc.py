@@ -85,6 +85,7 @@ class KernelRun:
     cpu_seconds: int | None = None
     exit_code: int | None = None
     commit: str = "?"
+    selection: str = "?"
 
 
 def read_int(p: Path) -> int | None:
@@ -177,6 +178,9 @@ def load_run(results: Path, suite: str) -> KernelRun | None:
     run.guest_seconds = read_int(d / "seconds.txt")
     run.vm_seconds = read_int(d / "vm-seconds.txt")
     run.cpu_seconds = read_int(d / "cpu-seconds.txt")
+    if (d / "selection.txt").exists():
+        sel = [x for x in (d / "selection.txt").read_text().split() if x]
+        run.selection = "default" if sel == default_selection() else " ".join(sel)
     if (d / "commit.txt").exists():
         run.commit = (d / "commit.txt").read_text().strip() or "?"
     run.exit_code = read_int(d / "exit-code.txt")
@@ -201,6 +205,12 @@ def load_run(results: Path, suite: str) -> KernelRun | None:
     if pt.exists() and not run.collectors:
         run.collectors = parse_probe_text(pt.read_text())
     return run
+
+
+def default_selection() -> list[str]:
+    """scripts/vm/selection.txt's pytest arguments (what guest-tests.sh runs by default)."""
+    text = (Path(__file__).resolve().parent / "selection.txt").read_text()
+    return [w for line in text.splitlines() for w in line.split("#")[0].split()]
 
 
 def oracle_modules(family: str) -> tuple[str, ...]:
@@ -286,13 +296,18 @@ def render(runs: list[KernelRun], families: dict[str, str]) -> str:
         "Wall seconds depend on how busy the machine was; host CPU seconds (user + sys of",
         "QEMU and everything else the run started) are what the run costs: TCG is CPU-bound.",
         "",
-        "| kernel | suite | commit | passed | failed | skipped | tests (s) | with boot (s) | host CPU (s) |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "`selection`: the pytest arguments of the run (`default` = scripts/vm/selection.txt:",
+        "tests/matrix, tests/kernel and the kernel-dependent e2e tests).",
+        "",
+        "| kernel | suite | commit | selection | passed | failed | skipped | tests (s) | with boot (s) "
+        "| host CPU (s) |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in runs:
         n = {k: sum(1 for c in r.cases if c.outcome == k) for k in ("passed", "failed", "skipped")}
         lines.append(
-            f"| {r.kernel} | {r.suite} ({SUITE_LABEL.get(r.suite, '')}) | {r.commit} | {n['passed']} | "
+            f"| {r.kernel} | {r.suite} ({SUITE_LABEL.get(r.suite, '')}) | {r.commit} | {r.selection} | "
+            f"{n['passed']} | "
             f"{n['failed']} | {n['skipped']} | {r.guest_seconds if r.guest_seconds is not None else '?'} | "
             f"{r.vm_seconds if r.vm_seconds is not None else '?'} | "
             f"{r.cpu_seconds if r.cpu_seconds is not None else '?'} |")
