@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterable, Mapping, Sequence
+from importlib.metadata import version as _dist_version
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-from opentelemetry.sdk.version import __version__ as sdk_version
 
 from kpodmetrics import __version__, families
 from kpodmetrics.availability import CollectorReport, State
@@ -220,7 +219,7 @@ def info_samples(settings: Settings, mode: str, collectors: Sequence[str],
     return [
         _gauge(BUILD_INFO, 1.0, (("version", __version__),
                                  ("python", platform.python_version()),
-                                 ("otel_sdk", sdk_version))),
+                                 ("otel_sdk", _dist_version("opentelemetry-sdk")))),
         _gauge(CONFIG_INFO, 1.0, (
             ("mode", mode), ("profile", settings.profile), ("collectors", ",".join(collectors)),
             ("poll_interval_seconds", f"{settings.poll_interval:g}"),

@@ -26,6 +26,7 @@ from opentelemetry.sdk.metrics.export import Metric, MetricExportResult
 from opentelemetry.sdk.resources import Resource
 
 from kpodmetrics.config import Settings, parse_otlp_headers
+from kpodmetrics.export import otlp_url
 from kpodmetrics.export.otel import metrics_data
 
 _log = logging.getLogger(__name__)
@@ -34,13 +35,8 @@ MAX_BACKOFF_S = 300.0
 
 
 def metrics_url(settings: Settings) -> str:
-    """The signal URL per the OTel spec: the metrics endpoint as-is, else base + /v1/metrics."""
-    if settings.otlp_metrics_endpoint.strip():
-        return settings.otlp_metrics_endpoint.strip()
-    base = settings.otlp_endpoint.strip()
-    if not base:
-        return ""
-    return base.rstrip("/") + "/v1/metrics"
+    """The signal URL per the OTel spec (export/otlp_url.py, importable without the SDK)."""
+    return otlp_url.metrics_url(settings)
 
 
 class _CountingSession(requests.Session):
