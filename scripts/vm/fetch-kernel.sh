@@ -25,7 +25,9 @@ dir=$cache/$suite
 mkdir -p "$dir/lists/partial" "$dir/apt-cache/archives/partial" "$dir/debs"
 # apt downloads as _apt when it can write the target directory (no "unsandboxed" warning).
 chown _apt "$dir/debs" "$dir/lists/partial" "$dir/apt-cache/archives/partial" 2>/dev/null || true
-mirror=${VM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# shellcheck source=../lib/host-apt.sh
+. "$here/../lib/host-apt.sh"
+mirror=${VM_DEBIAN_MIRROR:-$(host_debian_mirror)}
 echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $suite main" >"$dir/sources.list"
 apt_opts=(
   -o "Dir::Etc::sourcelist=$dir/sources.list"

@@ -1,5 +1,8 @@
-"""`kpod-metrics why` against the real agent: a victim (a 1 ms ticker pinned to CPU 1)
+"""`kpod-metrics why` against the real agent: a victim (a spinner pinned to CPU 1)
 behind a culprit (two spinners pinned to CPU 1), a bystander spinning on CPU 0.
+
+The victim spins rather than ticks: a 1 ms sleeper's wake-up preemption kept its wait
+near 0.03 s/s on 6.18, a figure too small to compare against schedstat under noise.
 
 Oracle for the figure: the victim's own run-queue delay from /proc/<pid>/schedstat,
 as a rate over a window bracketing why's (both are steady-state rates, so the
@@ -44,7 +47,7 @@ def test_why_names_cpu_starvation_with_the_victims_own_wait() -> None:
     with make_cgroups("victim", "culprit", "bystander") as (victim, culprit, bystander), \
             run_agent("--mode", "standalone", "--profile", "standard",
                       "--poll-interval", "1s") as agent:
-        procs = [spawn_in(victim, ["taskset", "-c", "1", exe, "sleep", "60000"],
+        procs = [spawn_in(victim, ["taskset", "-c", "1", exe, "spin", "60000"],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)]
         procs += [spawn_in(culprit, ["taskset", "-c", "1", exe, "spin", "60000"],
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE) for _ in range(2)]
@@ -84,7 +87,9 @@ def test_why_names_cpu_starvation_with_the_victims_own_wait() -> None:
     ours = seconds(m[1]) / window
     oracle = (d1 - d0) * 1e-9 / (t1 - t0)
     print(f"victim run-queue wait: why {ours:.3f} s/s, schedstat {oracle:.3f} s/s")
-    assert oracle > 0.05, "the culprit should make the victim wait"
+    # A precondition on the workload, not on the agent: three spinners share CPU 1, so
+    # the victim waits about 2/3 s per second.
+    assert oracle > 0.2, "the culprit should make the victim wait"
     assert ours == pytest.approx(oracle, rel=0.25)
     if "behind:" in first:
         shares = dict((name, float(pct) / 100) for name, pct in
