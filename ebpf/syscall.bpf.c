@@ -18,6 +18,22 @@
  *                             without task storage in tracing programs (see
  *                             core_fixes.bpf.h); bounded by its size, inserts that do
  *                             not fit are counted in sys_health.
+ *
+ * Kernel-internal restart codes (-ERESTARTSYS ... -ERESTART_RESTARTBLOCK) never reach
+ * the program, so they are neither errors nor calls here: such an exit marks the start
+ * entry as interrupted and keeps its start time. What follows decides how the call
+ * ended, as the program sees it:
+ *   - the same call enters again (restarted, with or without a handler): the entry
+ *     continues, and the call is charged once, from its first start, when it returns;
+ *   - restart_syscall returns (a restart block, e.g. nanosleep): charged as the
+ *     interrupted call;
+ *   - rt_sigreturn (seen at sys_exit as number -1) returns -EINTR (the handler lacked SA_RESTART, or the code allows
+ *     no restart after a handler): the kernel turned the code into EINTR, so the call
+ *     is charged once as an EINTR error. rt_sigreturn returns the restored register,
+ *     which is the syscall number (x86) or first argument (arm64) when the call is to
+ *     be restarted, never -EINTR.
+ * A handler that itself makes the interrupted syscall is taken as its restart (the
+ * two cannot be told apart at sys_enter); docs/mem-syscalls.md says so.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -29,11 +45,28 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define MAX_ERRNO 4095
+#define KPOD_EINTR 4
+/* include/linux/errno.h: never seen by userspace */
+#define KPOD_ERESTARTSYS 512
+#define KPOD_ERESTARTNOINTR 513
+#define KPOD_ERESTARTNOHAND 514
+#define KPOD_ERESTART_RESTARTBLOCK 516
+
+/* exit_nr() of rt_sigreturn: restoring the signal frame sets the saved syscall number
+ * to -1 (x86 restore_sigcontext, arm64 forget_syscall), so no other exit shows it */
+#define KPOD_NR_SIGRETURN_EXIT -1
+#if defined(__TARGET_ARCH_x86)
+#define KPOD_NR_RESTART_SYSCALL 219
+#elif defined(__TARGET_ARCH_arm64)
+#define KPOD_NR_RESTART_SYSCALL 128
+#else
+#define KPOD_NR_RESTART_SYSCALL -3
+#endif
 
 struct sys_start_val {
-	__u64 ts; /* enter time, ns; 0: no call in flight */
+	__u64 ts; /* first enter time, ns; 0: no call in flight */
 	__u32 nr;
-	__u32 pad;
+	__u32 interrupted; /* 1: the call exited with a restart code, its end is pending */
 };
 
 struct {
@@ -87,7 +120,8 @@ static __always_inline bool tracked(long nr)
 	return on && *on;
 }
 
-/* The syscall number at sys_exit, from the saved registers; -1 when unknown. */
+/* The syscall number at sys_exit, from the saved registers; -1 after rt_sigreturn,
+ * -2 when the architecture is unknown. */
 static __always_inline long exit_nr(struct pt_regs *regs)
 {
 #if defined(__TARGET_ARCH_x86)
@@ -95,7 +129,7 @@ static __always_inline long exit_nr(struct pt_regs *regs)
 #elif defined(__TARGET_ARCH_arm64)
 	return BPF_CORE_READ(regs, syscallno);
 #else
-	return -1;
+	return -2;
 #endif
 }
 
@@ -115,6 +149,52 @@ static __always_inline void charge(__u32 nr, __u64 delta, long ret)
 		__sync_fetch_and_add(&st->errors, 1);
 }
 
+static __always_inline bool restart_code(long ret)
+{
+	return ret == -KPOD_ERESTARTSYS || ret == -KPOD_ERESTARTNOINTR ||
+	       ret == -KPOD_ERESTARTNOHAND || ret == -KPOD_ERESTART_RESTARTBLOCK;
+}
+
+/* sys_exit's own syscalls: those whose exit ends an interrupted call */
+static __always_inline bool ends_interrupted(long nr)
+{
+	return nr == KPOD_NR_SIGRETURN_EXIT || nr == KPOD_NR_RESTART_SYSCALL;
+}
+
+/* A tracked call `id` enters: a fresh start, or the restart of the interrupted one. */
+static __always_inline void begin(struct sys_start_val *v, long id)
+{
+	if (v->ts && v->interrupted && v->nr == (__u32)id) {
+		v->interrupted = 0; /* restarted: charged from its first start */
+		return;
+	}
+	v->ts = bpf_ktime_get_ns();
+	v->nr = (__u32)id;
+	v->interrupted = 0;
+}
+
+/* Syscall `nr` returns `ret`; true when the entry's call was charged (entry done). */
+static __always_inline bool finish(struct sys_start_val *v, long nr, long ret)
+{
+	__u64 now, ts = v->ts;
+
+	if (!ts)
+		return false; /* entered before we attached */
+	if (nr == KPOD_NR_SIGRETURN_EXIT) {
+		if (!v->interrupted || ret != -KPOD_EINTR)
+			return false; /* not after our call, or the call restarts */
+		ret = -KPOD_EINTR;
+	} else if (restart_code(ret)) {
+		v->interrupted = 1;
+		return false;
+	}
+	now = bpf_ktime_get_ns();
+	v->ts = 0;
+	v->interrupted = 0;
+	charge(v->nr, now > ts ? now - ts : 0, ret);
+	return true;
+}
+
 /* ---- variant "task_storage" ------------------------------------------------------- */
 
 SEC("raw_tp/sys_enter")
@@ -130,8 +210,7 @@ int BPF_PROG(kpod_sys_enter, struct pt_regs *regs, long id)
 		KPOD_HEALTH_INC(sys_health, KPOD_HEALTH_SYS_START, update_errors);
 		return 0;
 	}
-	v->ts = bpf_ktime_get_ns();
-	v->nr = (__u32)id;
+	begin(v, id);
 	return 0;
 }
 
@@ -139,19 +218,15 @@ SEC("raw_tp/sys_exit")
 int BPF_PROG(kpod_sys_exit, struct pt_regs *regs, long ret)
 {
 	struct sys_start_val *v;
-	__u64 now, ts;
 	long nr = exit_nr(regs);
 
-	/* untracked: stop before touching the storage (unknown arch: the storage decides) */
-	if (nr >= 0 && !tracked(nr))
+	/* untracked: stop before touching the storage (negative: rt_sigreturn, or an
+	 * unknown arch, where the storage decides) */
+	if (nr >= 0 && !tracked(nr) && !ends_interrupted(nr))
 		return 0;
 	v = bpf_task_storage_get(&sys_task_start, bpf_get_current_task_btf(), 0, 0);
-	if (!v || !v->ts)
-		return 0; /* entered before we attached */
-	now = bpf_ktime_get_ns();
-	ts = v->ts;
-	v->ts = 0;
-	charge(v->nr, now > ts ? now - ts : 0, ret);
+	if (v)
+		finish(v, nr, ret);
 	return 0;
 }
 
@@ -160,15 +235,19 @@ int BPF_PROG(kpod_sys_exit, struct pt_regs *regs, long ret)
 SEC("raw_tp/sys_enter")
 int BPF_PROG(kpod_sys_enter_hash, struct pt_regs *regs, long id)
 {
-	struct sys_start_val v = {};
+	struct sys_start_val fresh = {}, *v;
 	__u64 tid;
 
 	if (!tracked(id))
 		return 0;
 	tid = bpf_get_current_pid_tgid();
-	v.ts = bpf_ktime_get_ns();
-	v.nr = (__u32)id;
-	if (bpf_map_update_elem(&sys_start, &tid, &v, BPF_ANY))
+	v = bpf_map_lookup_elem(&sys_start, &tid);
+	if (v) {
+		begin(v, id);
+		return 0;
+	}
+	begin(&fresh, id);
+	if (bpf_map_update_elem(&sys_start, &tid, &fresh, BPF_ANY))
 		KPOD_HEALTH_INC(sys_health, KPOD_HEALTH_SYS_START, update_errors);
 	return 0;
 }
@@ -177,20 +256,14 @@ SEC("raw_tp/sys_exit")
 int BPF_PROG(kpod_sys_exit_hash, struct pt_regs *regs, long ret)
 {
 	struct sys_start_val *v;
-	__u64 tid, now, ts;
-	__u32 nr_in;
+	__u64 tid;
 	long nr = exit_nr(regs);
 
-	if (nr >= 0 && !tracked(nr))
+	if (nr >= 0 && !tracked(nr) && !ends_interrupted(nr))
 		return 0;
 	tid = bpf_get_current_pid_tgid();
 	v = bpf_map_lookup_elem(&sys_start, &tid);
-	if (!v)
-		return 0; /* entered before we attached */
-	now = bpf_ktime_get_ns();
-	ts = v->ts;
-	nr_in = v->nr;
-	bpf_map_delete_elem(&sys_start, &tid);
-	charge(nr_in, now > ts ? now - ts : 0, ret);
+	if (v && finish(v, nr, ret))
+		bpf_map_delete_elem(&sys_start, &tid);
 	return 0;
 }

@@ -24,8 +24,18 @@ from typing import Any
 from kpodmetrics.bpf.structs import KPOD_SYS_NR_MAX
 
 DEFAULT_SYSCALLS = ("read", "write", "openat", "close", "connect", "accept4", "sendto",
-                    "recvfrom", "epoll_wait", "futex")
-"""Measured when KPOD_SYSCALLS is unset: the calls that dominate service latency."""
+                    "recvfrom", "epoll_wait", "epoll_pwait", "futex")
+"""Measured when KPOD_SYSCALLS is unset: the calls that dominate service latency
+(Go's netpoller waits in epoll_pwait; arm64 has no epoll_wait at all)."""
+
+UNMEASURABLE = {
+    "exit": "it never returns, so it has no latency and its start would never be freed",
+    "exit_group": "it never returns, so it has no latency and its start would never be freed",
+    "rt_sigreturn": "it is how a signal handler returns; the program uses it to tell a "
+                    "restarted call from one that failed with EINTR",
+    "restart_syscall": "it continues an interrupted call, which is counted as that call",
+}
+"""Names the syscall program refuses to track, with the reason given to the user."""
 
 NR_LIMIT = int(KPOD_SYS_NR_MAX)
 """Numbers at or above this do not fit the kernel filter (ebpf/kpod_shared.h)."""
@@ -233,11 +243,23 @@ class UnknownSyscall(ValueError):
         super().__init__("; ".join(parts))
 
 
+class UnmeasurableSyscall(ValueError):
+    """Configured names the program cannot measure (UNMEASURABLE), each with why."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        super().__init__("; ".join(f"syscall {n!r} cannot be measured: {UNMEASURABLE[n]}"
+                                   for n in names))
+
+
 def resolve(names: Iterable[str], arch: str | None = None) -> dict[str, int]:
     """name -> nr for each name, in order; UnknownSyscall lists every bad one."""
     arch = arch or native_arch()
     tab = table(arch)
     names = list(dict.fromkeys(names))
+    refused = [n for n in names if n in UNMEASURABLE]
+    if refused:
+        raise UnmeasurableSyscall(refused)
     unknown = [n for n in names if tab.get(n, -1) < 0 or tab[n] >= NR_LIMIT]
     if unknown:
         raise UnknownSyscall(unknown, arch, tab)
@@ -259,7 +281,7 @@ def check_names(names: Iterable[str]) -> list[str]:
     """Config validator body: one problem line per unknown name."""
     try:
         for_settings(names)
-    except UnknownSyscall as exc:
+    except (UnknownSyscall, UnmeasurableSyscall) as exc:
         return [f"KPOD_SYSCALLS/--syscalls: {part}" for part in str(exc).split("; ")]
     return []
 

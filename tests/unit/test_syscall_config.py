@@ -12,7 +12,7 @@ from kpodmetrics.config import ConfigError, load
 def test_default_is_the_seed_list() -> None:
     s = load({}, {})
     assert s.syscalls == ("read", "write", "openat", "close", "connect", "accept4", "sendto",
-                          "recvfrom", "epoll_wait", "futex")
+                          "recvfrom", "epoll_wait", "epoll_pwait", "futex")
 
 
 def test_names_from_env_and_flag() -> None:
@@ -28,6 +28,15 @@ def test_unknown_name_is_a_startup_error_with_suggestions() -> None:
     assert "KPOD_SYSCALLS/--syscalls" in lines[0] and "'opnat'" in lines[0]
     assert "did you mean openat" in lines[0]
     assert "'epoll_wiat'" in lines[1] and "epoll_wait" in lines[1]
+
+
+def test_names_that_never_return_or_end_restarts_are_refused_with_the_reason() -> None:
+    with pytest.raises(ConfigError) as info:
+        load({}, {"KPOD_SYSCALLS": "read,exit_group,rt_sigreturn"})
+    text = " ".join(info.value.problems)
+    assert "'exit_group' cannot be measured: it never returns" in text
+    assert "'rt_sigreturn' cannot be measured" in text and "EINTR" in text
+    assert "'read'" not in text
 
 
 @pytest.mark.parametrize("raw", ["none", "NONE", ","])

@@ -67,6 +67,7 @@ def test_parse_follows_aliases() -> None:
 
 def test_default_list_drops_what_the_architecture_lacks() -> None:
     got = syscalls.for_settings(DEFAULT_SYSCALLS, "aarch64")
-    assert "epoll_wait" not in got and got["openat"] == 56 and len(got) == 9
+    assert "epoll_wait" not in got and got["openat"] == 56 and len(got) == 10
+    assert got["epoll_pwait"] == 22
     with pytest.raises(syscalls.UnknownSyscall, match="epoll_wait"):
         syscalls.for_settings(["openat", "epoll_wait"], "aarch64")
