@@ -26,6 +26,11 @@ from tests.kernel.cgroup_util import KernelCgroup, build_helper, make_cgroups, s
 pytestmark = pytest.mark.e2e
 DOC = Path(__file__).resolve().parents[2] / "docs" / "profiles.md"
 TOLERANCE = 2
+# Series per profile whose presence in a 5 s window is luck, not code: a major fault
+# needs a page the cache dropped (all profiles), a disk read latency series one the
+# cache missed, and kpod_net_tcp_connections_active is exported only when a curl
+# connection is open at the instant its cgroup is read. The docs count them all.
+LUCKY = {"minimal": 1, "standard": 3, "comprehensive": 3}
 ROW = re.compile(r"^\|\s*`(minimal|standard|comprehensive)`\s*\|\s*(\d+)\s*\|")
 
 
@@ -86,9 +91,11 @@ def test_series_per_busy_cgroup_match_the_docs(profile: str) -> None:
     got = measure(profile)
     total = sum(got.values())
     detail = ", ".join(f"{k}={v}" for k, v in sorted(got.items()))
-    # major page faults (and with them one series) depend on page-cache luck: +-2
-    assert abs(total - documented()[profile]) <= TOLERANCE, \
-        f"{profile}: {total} series, docs say {documented()[profile]} ({detail})"
+    # The documented figure has every lucky series; each may be missing, and no more
+    # than TOLERANCE may come on top (syscalls the workload happens to make).
+    doc = documented()[profile]
+    assert doc - LUCKY[profile] <= total <= doc + TOLERANCE, \
+        f"{profile}: {total} series, docs say {doc} ({detail})"
 
 
 if __name__ == "__main__":  # print the measured table for docs/profiles.md
