@@ -305,10 +305,12 @@ def render(runs: list[KernelRun], families: dict[str, str]) -> str:
     ]
     for r in runs:
         n = {k: sum(1 for c in r.cases if c.outcome == k) for k in ("passed", "failed", "skipped")}
+        counts = f"{n['passed']} | {n['failed']} | {n['skipped']}"
+        if not r.cases:  # the guest died (or pytest did) before writing junit.xml
+            counts = f"no results: the run ended with exit {r.exit_code} | ? | ?"
         lines.append(
             f"| {r.kernel} | {r.suite} ({SUITE_LABEL.get(r.suite, '')}) | {r.commit} | {r.selection} | "
-            f"{n['passed']} | "
-            f"{n['failed']} | {n['skipped']} | {r.guest_seconds if r.guest_seconds is not None else '?'} | "
+            f"{counts} | {r.guest_seconds if r.guest_seconds is not None else '?'} | "
             f"{r.vm_seconds if r.vm_seconds is not None else '?'} | "
             f"{r.cpu_seconds if r.cpu_seconds is not None else '?'} |")
     coll_names: list[str] = []

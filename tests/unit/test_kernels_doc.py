@@ -112,3 +112,13 @@ def test_page_has_a_column_per_kernel_and_lists_failures(kd: ModuleType, tmp_pat
     assert ("| `kpod_net_tcp_rtt_seconds` | net | **cannot see**: no variant works; oracle passed "
             "| not probed; oracle passed |") in page
     assert "- failed: `tests/kernel/test_cpu_runqueue.py::test_wait[legacy]` — assert 1 < 0.2" in page
+
+
+def test_a_run_that_died_before_its_results_says_so(kd: ModuleType, tmp_path: Path) -> None:
+    write_run(tmp_path / "trixie", "6.12.117+deb13-amd64")
+    (tmp_path / "trixie" / "junit.xml").unlink()  # the guest died mid-run
+    (tmp_path / "trixie" / "exit-code.txt").write_text("255\n")
+    page = kd.render([kd.load_run(tmp_path, "trixie")], {})
+    row = next(line for line in page.splitlines() if line.startswith("| 6.12.117"))
+    assert "no results: the run ended with exit 255" in row
+    assert "| 0 | 0 | 0 |" not in row
