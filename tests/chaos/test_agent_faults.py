@@ -144,7 +144,10 @@ def test_bad_otlp_endpoint_touches_neither_collection_nor_scrapes(mode: str) -> 
         took, rc, _ = stop_and_log(agent)
     assert c1 - c0 >= 0.7 * (t1 - t0)  # cycles at the 1 s interval
     assert worst < 1.0, f"a scrape took {worst:.2f}s"
-    assert failed >= 1 and ok >= 1  # pushes were tried and did not get through
+    # pushes were tried and did not get through: failed, or skipped because one still
+    # ran (a trickled reply can keep the first push open for the whole window, and
+    # kpod_otlp_exports_total counts a push when it ends)
+    assert failed >= 1, (ok, failed)
     assert took <= 10.0 and rc == 0
     print(f"\nFIGURE otlp-{mode}: {c1 - c0:.0f} cycles in {t1 - t0:.1f}s, slowest scrape "
           f"{worst * 1e3:.0f} ms, pushes failed/skipped {failed:.0f}, SIGTERM->exit {took:.2f}s")
