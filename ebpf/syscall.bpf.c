@@ -155,12 +155,6 @@ static __always_inline bool restart_code(long ret)
 	       ret == -KPOD_ERESTARTNOHAND || ret == -KPOD_ERESTART_RESTARTBLOCK;
 }
 
-/* sys_exit's own syscalls: those whose exit ends an interrupted call */
-static __always_inline bool ends_interrupted(long nr)
-{
-	return nr == KPOD_NR_SIGRETURN_EXIT || nr == KPOD_NR_RESTART_SYSCALL;
-}
-
 /* A tracked call `id` enters: a fresh start, or the restart of the interrupted one. */
 static __always_inline void begin(struct sys_start_val *v, long id)
 {
@@ -183,7 +177,6 @@ static __always_inline bool finish(struct sys_start_val *v, long nr, long ret)
 	if (nr == KPOD_NR_SIGRETURN_EXIT) {
 		if (!v->interrupted || ret != -KPOD_EINTR)
 			return false; /* not after our call, or the call restarts */
-		ret = -KPOD_EINTR;
 	} else if (restart_code(ret)) {
 		v->interrupted = 1;
 		return false;
@@ -220,9 +213,10 @@ int BPF_PROG(kpod_sys_exit, struct pt_regs *regs, long ret)
 	struct sys_start_val *v;
 	long nr = exit_nr(regs);
 
-	/* untracked: stop before touching the storage (negative: rt_sigreturn, or an
-	 * unknown arch, where the storage decides) */
-	if (nr >= 0 && !tracked(nr) && !ends_interrupted(nr))
+	/* untracked: stop before touching the storage; restart_syscall ends an
+	 * interrupted call, and a negative nr (rt_sigreturn, or an unknown arch) goes
+	 * on to the storage too */
+	if (nr >= 0 && !tracked(nr) && nr != KPOD_NR_RESTART_SYSCALL)
 		return 0;
 	v = bpf_task_storage_get(&sys_task_start, bpf_get_current_task_btf(), 0, 0);
 	if (v)
@@ -259,7 +253,7 @@ int BPF_PROG(kpod_sys_exit_hash, struct pt_regs *regs, long ret)
 	__u64 tid;
 	long nr = exit_nr(regs);
 
-	if (nr >= 0 && !tracked(nr) && !ends_interrupted(nr))
+	if (nr >= 0 && !tracked(nr) && nr != KPOD_NR_RESTART_SYSCALL)
 		return 0;
 	tid = bpf_get_current_pid_tgid();
 	v = bpf_map_lookup_elem(&sys_start, &tid);

@@ -28,9 +28,10 @@ DEFAULT_SYSCALLS = ("read", "write", "openat", "close", "connect", "accept4", "s
 """Measured when KPOD_SYSCALLS is unset: the calls that dominate service latency
 (Go's netpoller waits in epoll_pwait; arm64 has no epoll_wait at all)."""
 
+_NEVER_RETURNS = "it never returns, so it has no latency and its start would never be freed"
 UNMEASURABLE = {
-    "exit": "it never returns, so it has no latency and its start would never be freed",
-    "exit_group": "it never returns, so it has no latency and its start would never be freed",
+    "exit": _NEVER_RETURNS,
+    "exit_group": _NEVER_RETURNS,
     "rt_sigreturn": "it is how a signal handler returns; the program uses it to tell a "
                     "restarted call from one that failed with EINTR",
     "restart_syscall": "it continues an interrupted call, which is counted as that call",
