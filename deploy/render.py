@@ -257,6 +257,14 @@ def pod_dashboard() -> Json:
                             "waiting " + pod_legend),
                            (per_pod("kpod_cpu_throttled_seconds_total"),
                             "throttled " + pod_legend)), stack=True),
+        timeseries("Who held the CPU", "Seconds per second the pods' threads waited for "
+                   "a CPU, by the pod whose task they replaced on it (the holder; __idle__: "
+                   "an idle CPU, wake-up latency; __host__: node processes outside pods; "
+                   "__other__: holders beyond the agent's top k per cycle).", "s",
+                   targets((f"sum by (pod, holder_namespace, holder_pod) (rate("
+                            f"kpod_cpu_runqueue_wait_by_holder_seconds_total{{{s}}}[{RATE}]))",
+                            "{{pod}} behind {{holder_namespace}}/{{holder_pod}}")),
+                   stack=True),
         timeseries("CPU pressure", "PSI: share of time some (waiting) or all (stalled) "
                    "tasks of the cgroup were delayed for lack of CPU.", "percentunit",
                    targets((per_pod("kpod_pressure_cpu_waiting_seconds_total"),

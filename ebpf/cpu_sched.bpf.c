@@ -14,6 +14,15 @@
  * per-cgroup lookup made for the task switched in. A task's last switch-out before it
  * exits is therefore not counted; every other one is, one switch-in later.
  *
+ * Who held the CPU: the same switch-in charges the wait to pairs (waiter's cgroup,
+ * holder's cgroup) in cpu_holders, time-weighted over the turns of the CPU: a per-CPU
+ * ring (cpu_turns) keeps the last KPOD_TURNS turns (a run of tasks of one cgroup is one
+ * turn), and each turn that overlaps the wait is charged its part of it. The idle task
+ * is holder 0: a wake-up with nobody to blame. A wait reaching back beyond the ring
+ * gives its earliest part to the oldest turn kept; a waiter pulled to another CPU is
+ * charged to that CPU's turns. Per waiter, the waits over its holders add up to its
+ * run-queue histogram's sum: both are updated from one reading of the clock.
+ *
  * Variants (bpf/variants.py picks the first that loads and attaches; the programs of one
  * variant are never attached together with another's):
  *   tp_btf       kpod_sched_switch, 4 arguments (5.18+), pointers read directly
@@ -64,7 +73,36 @@ struct {
 	__type(value, struct kpod_map_health);
 } cpu_health SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	/* pairs seen since the last read (snap-and-reset); sized at load time
+	 * (collectors/ebpf/runqueue.py); LRU evictions are counted by userspace */
+	__uint(max_entries, 16384);
+	__type(key, struct kpod_holder_key);
+	__type(value, struct kpod_holder_stats);
+} cpu_holders SEC(".maps");
+
+/* Per CPU: the last KPOD_TURNS turns, a ring of (start, cgroup) with `head` the turn
+ * running now. Consecutive turns of one cgroup are one turn. Not read by userspace (a
+ * per-CPU array: no lock, no hashing; a sched_switch never nests on its own CPU). */
+#define KPOD_TURNS 16
+#define KPOD_TURNS_MASK (KPOD_TURNS - 1)
+
+struct cpu_turns {
+	__u64 start_ns[KPOD_TURNS]; /* when the turn began (0: slot never used) */
+	__u64 cgroup[KPOD_TURNS];   /* whose turn (0: the idle task) */
+	__u32 head;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cpu_turns);
+} cpu_turns SEC(".maps");
+
 static const struct kpod_cpu_stats zero_stats;
+static const struct kpod_holder_stats zero_holder;
 
 static __always_inline void enqueue(__u32 pid, __u64 now, __u64 kind)
 {
@@ -93,19 +131,89 @@ static __always_inline __u32 task_pid(struct task_struct *t, const bool raw)
 	return raw ? BPF_CORE_READ(t, pid) : t->pid;
 }
 
+/* cgroup id of a task: direct loads in tp_btf programs (no helper call per pointer of
+ * the chain; measured 25-40 ns per switch), probe reads in raw_tp ones */
+static __always_inline __u64 task_cgroup(struct task_struct *t, const bool raw)
+{
+	return raw ? kpod_task_cgroup_id(t) : t->cgroups->dfl_cgrp->kn->id;
+}
+
 static __always_inline void on_wakeup(struct task_struct *p, __u64 kind, const bool raw)
 {
 	enqueue(task_pid(p, raw), bpf_ktime_get_ns(), kind);
+}
+
+static __always_inline void charge_holder(__u64 waiter, __u64 holder, __u64 ns)
+{
+	struct kpod_holder_key hk = { .cgroup_id = waiter, .holder_cgroup_id = holder };
+	struct kpod_holder_stats *hs;
+
+	if (!ns)
+		return;
+	hs = kpod_lookup_or_init(&cpu_holders, &hk, &zero_holder, &cpu_health,
+				 KPOD_HEALTH_CPU_HOLDERS);
+	if (hs)
+		__sync_fetch_and_add(&hs->wait_ns, ns);
+}
+
+/* Charge [start, now) of a waiter to the turns of this CPU that overlap it, newest
+ * first, one pair update per run of turns of one cgroup. A wait older than the ring
+ * gives its earliest part to the oldest turn known; with no turn known (the first
+ * switches after attaching) the whole wait goes to `fallback`, prev's cgroup. */
+static __always_inline void charge_turns(struct cpu_turns *r, __u64 waiter, __u64 start,
+					 __u64 now, __u64 fallback)
+{
+	__u64 end = now, acc = 0, acc_cg = fallback, t, cg, from;
+	__u32 j, i;
+
+	for (i = 0; i < KPOD_TURNS; i++) {
+		j = r->head - i;
+		barrier_var(j);
+		j &= KPOD_TURNS_MASK;
+		t = r->start_ns[j];
+		cg = r->cgroup[j];
+		if (!t)
+			break;
+		from = (t > start && i < KPOD_TURNS - 1) ? t : start;
+		if (cg != acc_cg && acc) {
+			charge_holder(waiter, acc_cg, acc);
+			acc = 0;
+		}
+		acc_cg = cg;
+		acc += end > from ? end - from : 0;
+		end = from;
+		if (end <= start)
+			break;
+	}
+	/* the ring did not reach back to the start: the oldest turn known takes the rest */
+	acc += end > start ? end - start : 0;
+	charge_holder(waiter, acc_cg, acc);
+}
+
+/* `cg` has the CPU from `now` on */
+static __always_inline void push_turn(struct cpu_turns *r, __u64 now, __u64 cg)
+{
+	__u32 h = r->head & KPOD_TURNS_MASK;
+
+	if (r->start_ns[h] && r->cgroup[h] == cg)
+		return;
+	h = (h + 1) & KPOD_TURNS_MASK;
+	r->start_ns[h] = now;
+	r->cgroup[h] = cg;
+	r->head = h;
 }
 
 static __always_inline void on_switch(bool preempt, struct task_struct *prev,
 				      struct task_struct *next, __u64 prev_state, const bool raw)
 {
 	struct kpod_cpu_stats *st;
+	struct cpu_turns *turns;
 	__u32 next_pid = task_pid(next, raw);
 	__u32 prev_pid = task_pid(prev, raw);
 	__u64 now = bpf_ktime_get_ns();
-	__u64 *tsp, start, kind, cg;
+	__u64 *tsp, start, kind, wait;
+	__u64 cg = next_pid ? task_cgroup(next, raw) : 0;
+	__u32 zero = 0;
 
 	/* still on the run queue: preempted, or switched out without blocking */
 	if (preempt || prev_state == 0)
@@ -113,25 +221,31 @@ static __always_inline void on_switch(bool preempt, struct task_struct *prev,
 	else if (prev_state & KPOD_TASK_DEAD)
 		reap(prev_pid);
 
+	turns = bpf_map_lookup_elem(&cpu_turns, &zero);
 	if (!next_pid)
-		return;
+		goto turn;
 	tsp = bpf_map_lookup_elem(&cpu_start, &next_pid);
 	if (!tsp)
-		return;
+		goto turn;
 	start = *tsp;
 	bpf_map_delete_elem(&cpu_start, &next_pid);
 	kind = start & KIND_MASK;
 	start &= ~KIND_MASK;
 
-	cg = kpod_task_cgroup_id(next);
 	st = kpod_lookup_or_init(&cpu_stats, &cg, &zero_stats, &cpu_health, KPOD_HEALTH_CPU_STATS);
 	if (!st)
-		return;
-	kpod_hist_add(&st->runq, now > start ? now - start : 0);
+		goto turn;
+	wait = now > start ? now - start : 0;
+	kpod_hist_add(&st->runq, wait);
 	if (kind == KIND_VOLUNTARY)
 		__sync_fetch_and_add(&st->nvcsw, 1);
 	else if (kind == KIND_INVOLUNTARY)
 		__sync_fetch_and_add(&st->nivcsw, 1);
+	if (turns)
+		charge_turns(turns, cg, start, now, prev_pid ? task_cgroup(prev, raw) : 0);
+turn:
+	if (turns)
+		push_turn(turns, now, cg);
 }
 
 SEC("tp_btf/sched_wakeup")

@@ -30,6 +30,19 @@ struct kpod_cpu_stats {
 	__u64 nivcsw;          /* involuntary (preempted or still runnable) */
 };
 
+/* cpu_sched: key of cpu_holders. The run-queue wait of the task switched in (the
+ * waiter, cgroup_id) is charged to the cgroups whose turns on the CPU it overlapped
+ * (the holders); an idle CPU (wake-up latency, nobody to blame) is holder 0. */
+struct kpod_holder_key {
+	__u64 cgroup_id;        /* the waiter's cgroup */
+	__u64 holder_cgroup_id; /* the cgroup that held the CPU meanwhile; 0: idle CPU */
+};
+
+/* cpu_sched: value of cpu_holders */
+struct kpod_holder_stats {
+	__u64 wait_ns; /* run-queue wait, ns; per waiter its sum over holders == runq.sum */
+};
+
 /* Map health: one ARRAY entry per metric map of a program object, indexed by that
  * object's enum kpod_<object>_health below (the _N member is the ARRAY's size). */
 struct kpod_map_health {
@@ -41,7 +54,8 @@ struct kpod_map_health {
 enum kpod_cpu_health {
 	KPOD_HEALTH_CPU_STATS = 0,
 	KPOD_HEALTH_CPU_START = 1,
-	KPOD_HEALTH_CPU_N = 2,
+	KPOD_HEALTH_CPU_HOLDERS = 2,
+	KPOD_HEALTH_CPU_N = 3,
 };
 
 /* ---- net.bpf.c (TCP) structs below this line ---- */
@@ -84,10 +98,23 @@ enum kpod_mem_health {
 	KPOD_HEALTH_MEM_N = 1,
 };
 
+/* syscall: the ABI a call was made through. A task may call through a second syscall
+ * table besides the native one: on x86_64 the ia32 (32-bit compat) table, reached by
+ * int 0x80, sysenter or syscall from 32-bit code, with its own numbers (read is 3
+ * there, and 3 is close on x86_64). */
+enum kpod_sys_abi {
+	/* sys_filter values (u8) are bit sets: native number tracked, ia32 number tracked */
+	KPOD_SYS_FILTER_NATIVE = 1,
+	KPOD_SYS_FILTER_IA32 = 2,
+	/* kpod_sys_key.nr of an ia32 call: this plus its ia32 number (native numbers are
+	 * below KPOD_SYS_NR_MAX) */
+	KPOD_SYS_NR_IA32 = 0x10000,
+};
+
 /* syscall: key of sys_stats */
 struct kpod_sys_key {
 	__u64 cgroup_id;
-	__u32 nr;  /* syscall number of the running architecture */
+	__u32 nr;  /* native syscall number, or KPOD_SYS_NR_IA32 + the ia32 number */
 	__u32 pad; /* always 0 (hashed with the key) */
 };
 

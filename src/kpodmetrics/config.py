@@ -239,6 +239,10 @@ OPTIONS: list[Option] = [
            "series fold into an __overflow__ series (default 100000; 0 = no limit)"),
     Option("max_series_per_family", "KPOD_MAX_SERIES_PER_FAMILY", "--max-series-per-family",
            parse_int, "the same ceiling per metric family (default 20000; 0 = no limit)"),
+    Option("holder_top_k", "KPOD_HOLDER_TOP_K", "--holder-top-k", parse_int,
+           "CPU holders kept by name per waiting pod/cgroup per cycle in "
+           "kpod_cpu_runqueue_wait_by_holder_seconds_total; the rest are summed into "
+           "holder __other__ (default 5)"),
     Option("otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", "--otlp-endpoint", str,
            "OTLP/HTTP base URL (/v1/metrics is appended); enables OTLP push"),
     Option("otlp_metrics_endpoint", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
@@ -275,6 +279,7 @@ class Settings:
     pod_labels: tuple[str, ...] = ()
     max_series: int = 100_000
     max_series_per_family: int = 20_000
+    holder_top_k: int = 5
     otlp_endpoint: str = ""
     otlp_metrics_endpoint: str = ""
     otlp_headers: str = field(default="", repr=False)
@@ -299,6 +304,8 @@ class Settings:
             problems.append(f"KPOD_PORT/--port: {self.port} is not a TCP port (0-65535)")
         if self.grace_period < 0:
             problems.append("KPOD_GRACE_PERIOD/--grace-period: must not be negative")
+        if self.holder_top_k < 1:
+            problems.append("KPOD_HOLDER_TOP_K/--holder-top-k: must be at least 1")
         if self.grace_max_entries < 1:
             problems.append("KPOD_GRACE_MAX_ENTRIES/--grace-max-entries: must be at least 1")
         return problems

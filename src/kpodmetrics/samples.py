@@ -60,3 +60,22 @@ class HistogramSample:
     @property
     def count(self) -> int:
         return sum(self.slots)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSample:
+    """A delta of one cgroup caused by another: the run-queue wait of `cgroup_id`'s
+    tasks behind tasks of `peer_cgroup_id` (0: nobody, an idle CPU).
+
+    The store names the peer with its owner's labels under the family's prefix
+    (`holder_namespace`, ...), keeps the largest peers of each owner per cycle and
+    folds the rest into one `__other__` peer (export/peers.py)."""
+
+    family: Family
+    cgroup_id: int
+    peer_cgroup_id: int
+    value: float
+
+
+AnySample = Sample | HistogramSample | PeerSample
+"""Everything a collector may hand over in one cycle."""

@@ -47,10 +47,9 @@ from kpodmetrics.lanes import Job, Overrun, SharedLane, run_aside
 from kpodmetrics.pods import cgroupfs
 from kpodmetrics.pods.owner import Resolver
 from kpodmetrics.pods.standalone import StandaloneResolver
-from kpodmetrics.samples import HistogramSample, Kind, Sample
+from kpodmetrics.samples import AnySample, HistogramSample, Kind, Sample
 
 _log = logging.getLogger(__name__)
-AnySample = Sample | HistogramSample
 
 SHUTDOWN_SECONDS = 10.0
 """SIGTERM to process exit, at most (Kubernetes' default grace period is 30 s)."""
@@ -103,7 +102,8 @@ class Agent:
         self.store = SeriesStore(static_labels=(("node", self.node),),
                                  unresolved=settings.unresolved,
                                  max_series=settings.max_series,
-                                 max_series_per_family=settings.max_series_per_family)
+                                 max_series_per_family=settings.max_series_per_family,
+                                 peer_top_k=settings.holder_top_k)
         self.pipeline: Pipeline | None = None
         self.exposition = Exposition()
         self.slots: list[CollectorSlot] = []

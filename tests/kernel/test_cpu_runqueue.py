@@ -29,6 +29,7 @@ from kpodmetrics.bpf.maps import u64_key
 from kpodmetrics.bpf.structs import KpodCpuStats
 from kpodmetrics.collectors.ebpf.runqueue import RUNQUEUE_SIGNAL, CpuSchedCollector
 from tests.conftest import require, require_root
+from tests.kernel.bpf_mutant import use_mutant
 from tests.kernel.cgroup_util import KernelCgroup, build_helper, make_cgroups, spawn_in
 
 WORK_MS = 1500
@@ -253,16 +254,8 @@ def test_charging_the_task_switched_out_is_caught(collector_factory, tmp_path, m
     """The attribution check above must fail for the classic bug: a mutant object that
     charges the wait to the current task (the one switched out) instead of `next`."""
     require_root()
-    require(shutil.which("clang") is not None, "clang builds the mutant object")
-    src = (ROOT / "ebpf" / "cpu_sched.bpf.c").read_text()
-    good = "cg = kpod_task_cgroup_id(next);"
-    assert src.count(good) == 1
-    (tmp_path / "cpu_sched.bpf.c").write_text(src.replace(good, "cg = bpf_get_current_cgroup_id();"))
-    subprocess.run(["clang", "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86",
-                    "-I", str(ROOT / "vmlinux/x86"), "-I", str(ROOT / "ebpf"), "-c",
-                    str(tmp_path / "cpu_sched.bpf.c"), "-o", str(tmp_path / "cpu_sched.bpf.o")],
-                   check=True)
-    monkeypatch.setenv("KPOD_BPF_DIR", str(tmp_path))
+    use_mutant("cpu_sched", "__u64 cg = next_pid ? task_cgroup(next, raw) : 0;",
+               "__u64 cg = bpf_get_current_cgroup_id();", tmp_path, monkeypatch)
     per_cg, o = measure(collector_factory(False))
     with pytest.raises(AssertionError):
         check_attribution(per_cg, o)

@@ -62,15 +62,18 @@ class MapSpec:
     order (e.g. ("nr", "syscall")); MapDecoder is told how to name each value."""
     raw: tuple[str, ...] = ()
     """Value fields handed back to the collector as numbers instead of samples."""
+    key_raw: tuple[str, ...] = ()
+    """Key members handed back with them, before the value fields (e.g. the other
+    cgroup id of a key naming a pair of cgroups)."""
 
     def __post_init__(self) -> None:
+        if (self.key_labels or self.key_raw) and self.key is None:
+            raise ValueError(f"{self.map}: key labels and key_raw need a key struct")
         for f in self.fields:
             want = FamilyType.HISTOGRAM if isinstance(f, Hist) else FamilyType.COUNTER
             if f.family.type is not want:
                 raise ValueError(f"{self.map}.{f.field}: {f.family.name} is a "
                                  f"{f.family.type.value}, expected a {want.value}")
-            if self.key_labels and self.key is None:
-                raise ValueError(f"{self.map}: key labels need a key struct")
             label_keys = tuple(k for k, _ in f.labels) if isinstance(f, Count) else ()
             label_keys = (*(name for _, name in self.key_labels), *label_keys)
             fams = (f.family, f.count) if isinstance(f, Hist) and f.count else (f.family,)
@@ -93,7 +96,8 @@ class MapSpec:
 class Decoded:
     samples: list[Sample | HistogramSample] = field(default_factory=list)
     raw: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)
-    """(cgroup id, values of spec.raw) for every entry, in read order."""
+    """(cgroup id, key members of spec.key_raw + values of spec.raw) for every entry,
+    in read order."""
     unlabeled: int = 0
     """Entries skipped because their key's label value was named None by its label_of."""
 
@@ -155,12 +159,14 @@ class MapDecoder:
             raise ValueError(f"{spec.map}: no label_of for key labels {missing}")
         self._value, vidx = _layout(spec.value)
         self._labs: list[tuple[int, str, Callable[[int], str | None]]] = []
+        self._key_raw: list[int] = []
         if spec.key is None:
             self._key, self._cg = struct.Struct("<Q"), 0
         else:
             self._key, kidx = _layout(spec.key)
             self._cg = kidx[spec.cgroup_field]
             self._labs = [(kidx[member], name, label_of[name]) for member, name in spec.key_labels]
+            self._key_raw = [kidx[member] for member in spec.key_raw]
         self._counts: list[tuple[Family, int, Labels]] = []
         self._hists: list[tuple[Family, int, int, Family | None]] = []
         for f in spec.fields:
@@ -202,8 +208,9 @@ class MapDecoder:
                     if count_fam is not None:
                         samples.append(Sample(count_fam, cg, float(sum(slots)), labels=pre))
                     samples.append(HistogramSample(fam, cg, slots, v[total], labels=pre))
-            if self._raw:
-                out.raw.append((cg, tuple(v[i] for i in self._raw)))
+            if self._raw or self._key_raw:
+                out.raw.append((cg, tuple(k[i] for i in self._key_raw)
+                                + tuple(v[i] for i in self._raw)))
         return out
 
 

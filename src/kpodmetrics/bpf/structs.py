@@ -37,6 +37,23 @@ class KpodCpuStats(ctypes.Structure):
     ]
 
 
+class KpodHolderKey(ctypes.Structure):
+    """struct kpod_holder_key (16 bytes)."""
+
+    _fields_ = [
+        ("cgroup_id", ctypes.c_uint64),
+        ("holder_cgroup_id", ctypes.c_uint64),
+    ]
+
+
+class KpodHolderStats(ctypes.Structure):
+    """struct kpod_holder_stats (8 bytes)."""
+
+    _fields_ = [
+        ("wait_ns", ctypes.c_uint64),
+    ]
+
+
 class KpodMapHealth(ctypes.Structure):
     """struct kpod_map_health (16 bytes)."""
 
@@ -49,11 +66,13 @@ class KpodMapHealth(ctypes.Structure):
 class KpodCpuHealth(enum.IntEnum):
     KPOD_HEALTH_CPU_STATS = 0
     KPOD_HEALTH_CPU_START = 1
-    KPOD_HEALTH_CPU_N = 2
+    KPOD_HEALTH_CPU_HOLDERS = 2
+    KPOD_HEALTH_CPU_N = 3
 
 
 KPOD_HEALTH_CPU_STATS = KpodCpuHealth.KPOD_HEALTH_CPU_STATS
 KPOD_HEALTH_CPU_START = KpodCpuHealth.KPOD_HEALTH_CPU_START
+KPOD_HEALTH_CPU_HOLDERS = KpodCpuHealth.KPOD_HEALTH_CPU_HOLDERS
 KPOD_HEALTH_CPU_N = KpodCpuHealth.KPOD_HEALTH_CPU_N
 
 
@@ -101,6 +120,17 @@ class KpodMemHealth(enum.IntEnum):
 
 KPOD_HEALTH_MEM_STATS = KpodMemHealth.KPOD_HEALTH_MEM_STATS
 KPOD_HEALTH_MEM_N = KpodMemHealth.KPOD_HEALTH_MEM_N
+
+
+class KpodSysAbi(enum.IntEnum):
+    KPOD_SYS_FILTER_NATIVE = 1
+    KPOD_SYS_FILTER_IA32 = 2
+    KPOD_SYS_NR_IA32 = 65536
+
+
+KPOD_SYS_FILTER_NATIVE = KpodSysAbi.KPOD_SYS_FILTER_NATIVE
+KPOD_SYS_FILTER_IA32 = KpodSysAbi.KPOD_SYS_FILTER_IA32
+KPOD_SYS_NR_IA32 = KpodSysAbi.KPOD_SYS_NR_IA32
 
 
 class KpodSysKey(ctypes.Structure):
@@ -188,6 +218,8 @@ KPOD_BIO_UNOWNED_N = KpodBioUnowned.KPOD_BIO_UNOWNED_N
 MIRRORS: dict[str, type[ctypes.Structure]] = {
     "kpod_hist": KpodHist,
     "kpod_cpu_stats": KpodCpuStats,
+    "kpod_holder_key": KpodHolderKey,
+    "kpod_holder_stats": KpodHolderStats,
     "kpod_map_health": KpodMapHealth,
     "kpod_tcp_stats": KpodTcpStats,
     "kpod_mem_stats": KpodMemStats,

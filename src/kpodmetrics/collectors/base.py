@@ -15,7 +15,7 @@ from typing import Protocol
 from kpodmetrics.bpf.variants import SignalState
 from kpodmetrics.families import Family
 from kpodmetrics.pods.owner import CgroupRef
-from kpodmetrics.samples import HistogramSample, Sample
+from kpodmetrics.samples import AnySample
 
 
 class CollectorUnavailable(RuntimeError):
@@ -68,7 +68,7 @@ class Collector(Protocol):
         """Load/attach/open what is needed. Raise CollectorUnavailable if impossible."""
         ...
 
-    def collect(self, ctx: CollectContext) -> Iterable[Sample | HistogramSample]:
+    def collect(self, ctx: CollectContext) -> Iterable[AnySample]:
         """Read once; return this cycle's samples. Blocking; runs in a worker thread."""
         ...
 

@@ -37,7 +37,7 @@ class Entry:
 
 ENTRIES: tuple[Entry, ...] = (
     Entry("cpu", "kpodmetrics.collectors.ebpf.runqueue", "minimal",
-          "eBPF: run-queue latency, context switches"),
+          "eBPF: run-queue latency, context switches, who held the CPU"),
     Entry("mem", "kpodmetrics.collectors.ebpf.mem_events", "minimal",
           "eBPF: OOM kills (victim's cgroup), major page faults"),
     Entry("diskio", "kpodmetrics.collectors.files.io_stat", "minimal", "io.stat: disk bytes and ops"),

@@ -26,9 +26,10 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from kpodmetrics.export.peers import DEFAULT_TOP_K, fold_peers
 from kpodmetrics.families import Family
 from kpodmetrics.pods.owner import Owner, Resolver
-from kpodmetrics.samples import HistogramSample, Kind, Labels, Sample
+from kpodmetrics.samples import AnySample, HistogramSample, Kind, Labels, PeerSample, Sample
 
 UNRESOLVED_KEY = "__unresolved__"
 AGENT_KEY = "__agent__"
@@ -89,12 +90,15 @@ class SeriesStore:
         tracker_ttl_cycles: int = 3,
         max_series: int = 0,
         max_series_per_family: int = 0,
+        peer_top_k: int = DEFAULT_TOP_K,
     ) -> None:
         if unresolved not in ("aggregate", "drop"):
             raise ValueError(f"unresolved must be 'aggregate' or 'drop', not {unresolved!r}")
         if max_series < 0 or max_series_per_family < 0:
             raise ValueError("series budgets must be >= 0 (0 = unlimited)")
         self.max_series = max_series
+        self.peer_top_k = peer_top_k
+        """Peers (CPU holders) kept per owner per cycle; the rest fold into __other__."""
         self.max_series_per_family = max_series_per_family
         self._owner_total = 0
         self._family_owned: dict[str, int] = {}
@@ -123,9 +127,22 @@ class SeriesStore:
     # -- writing -------------------------------------------------------------------
 
     def apply(
-        self, samples: Iterable[Sample | HistogramSample], resolver: Resolver
+        self, samples: Iterable[AnySample], resolver: Resolver
     ) -> ApplyStats:
-        """Fold one cycle's samples into the series; then drop removed owners."""
+        """Fold one cycle's samples into the series; then drop removed owners.
+        Pair samples (PeerSample) are folded per owner first (export/peers.py)."""
+        peers: list[PeerSample] = []
+        plain: list[Sample | HistogramSample] = []
+        for s in samples:
+            if isinstance(s, PeerSample):
+                peers.append(s)
+            else:
+                plain.append(s)
+        if peers:
+            plain += fold_peers(peers, resolver, self.peer_top_k)
+        return self._apply(plain, resolver)
+
+    def _apply(self, samples: list[Sample | HistogramSample], resolver: Resolver) -> ApplyStats:
         stats = ApplyStats()
         now = time.time_ns()
         owner_labels = resolver.owner_label_names

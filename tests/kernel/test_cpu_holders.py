@@ -1,0 +1,227 @@
+"""Who held the CPU: a victim's run-queue wait charged to the cgroups it waited behind.
+
+The issue's set-up: a victim cgroup (a 1 ms ticker pinned to CPU 1) behind a culprit
+(two spinners pinned to CPU 1), a bystander spinning on CPU 0. Oracles: the victim's
+own schedstat run_delay (and the histogram the same program keeps) for its total wait,
+and for the shares an independent record of who ran on CPU 1 during each of the
+victim's waits (`perf record` of sched_switch and sched_wakeup, replayed here). The
+culprit must get at least 80 % of the wait where it is what occupies CPU 1, and our
+share must follow perf's within 10 points on a machine where others run on CPU 1 too;
+the bystander at most 5 %; the victim's holders add up to its histogram's sum (both
+are written from one reading of the clock). Each program variant this kernel can run
+is exercised: raw_tp reads the cgroups through probe reads.
+
+A mutant that never records the CPU's turns (every turn charged to the root cgroup)
+must fail the share check.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from kpodmetrics.bpf.maps import u64_key
+from kpodmetrics.bpf.mapspec import MapDecoder
+from kpodmetrics.bpf.structs import KpodCpuStats
+from kpodmetrics.collectors.ebpf.runqueue import HOLDERS, CpuSchedCollector
+from tests.conftest import require, require_root
+from tests.kernel.bpf_mutant import use_mutant
+from tests.kernel.cgroup_util import build_helper, make_cgroups, spawn_in
+from tests.kernel.test_cpu_runqueue import preferred_variant, run_delay_ns, sched_switch_args
+from tests.kernel.variant_util import start_forced
+
+WORK_MS = 2000
+# The culprit spins at a higher priority so that it holds CPU 1 against whatever else a
+# shared test machine runs there (on a hybrid host every other process sits in the v2
+# root cgroup and competes as an equal; the holder map then names it, rightly).
+CULPRIT_NICE = -10
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pinned(cpu: int, exe: str, mode: str, nice: int = 0) -> list[str]:
+    return ["nice", "-n", str(nice), "taskset", "-c", str(cpu), exe, mode, str(WORK_MS)]
+
+
+_SWITCH = re.compile(r"\[(\d+)\]\s+([\d.]+): sched:sched_switch: .*prev_pid=(\d+) "
+                     r"prev_prio=\d+ prev_state=(\S+) ==> .*next_pid=(\d+)")
+_WAKEUP = re.compile(r"\[(\d+)\]\s+([\d.]+): sched:sched_wakeup: .*pid=(\d+) ")
+
+
+class SchedTrace:
+    """`perf record` of sched_switch and sched_wakeup on every CPU: an independent
+    recording of who ran on CPU 1 during each of the victim's waits."""
+
+    def __init__(self, path: str) -> None:
+        require(shutil.which("perf") is not None, "perf (linux-perf) records the oracle")
+        self.path = path
+        ctl, ack = path + ".ctl", path + ".ack"
+        os.mkfifo(ctl)
+        os.mkfifo(ack)
+        # started disabled; "enable" is acknowledged once the events are on
+        self.proc = subprocess.Popen(["perf", "record", "-q", "-a", "-m", "16M", "-D", "-1",
+                                      f"--control=fifo:{ctl},{ack}",
+                                      "-e", "sched:sched_switch", "-e", "sched:sched_wakeup",
+                                      "-o", path],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with open(ctl, "w") as c:
+            c.write("enable\n")
+        with open(ack) as a:
+            assert a.readline().strip() == "ack", "perf did not enable its events"
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.communicate(timeout=60)
+
+    def waits_by_runner(self, victim: int, cpu: int) -> dict[int, int]:
+        """ns of the victim's waits (wake-up or preemption -> switch-in, on `cpu`)
+        during which each pid ran on `cpu` (pid 0: idle)."""
+        out = subprocess.run(["perf", "script", "-i", self.path, "-F", "cpu,time,event,trace",
+                              "--ns", "--show-lost-events"], capture_output=True, text=True,
+                             check=True).stdout
+        assert "LOST" not in out, "perf lost events: its record is no oracle"
+        runner, since = -1, 0
+        waiting_since: int | None = None
+        by: dict[int, int] = {}
+        for line in out.splitlines():
+            m = _SWITCH.match(line.strip())
+            if m is not None:
+                if int(m[1]) != cpu:
+                    continue
+                t = int(m[2].replace(".", ""))
+                prev, state, nxt = int(m[3]), m[4], int(m[5])
+                if waiting_since is not None and runner >= 0:
+                    by[runner] = by.get(runner, 0) + t - max(since, waiting_since)
+                if nxt == victim:
+                    waiting_since = None
+                if prev == victim and state.startswith("R"):
+                    waiting_since = t  # preempted: waits again from now
+                runner, since = nxt, t
+                continue
+            w = _WAKEUP.match(line.strip())
+            if w is not None and int(w[3]) == victim and waiting_since is None:
+                waiting_since = int(w[2].replace(".", ""))
+                since = max(since, waiting_since)  # the runner's part counts from here
+        return by
+
+
+def run_victim_culprit_bystander(collector: CpuSchedCollector) -> dict[str, object]:
+    """Run the three cgroups' workloads; the victim's waits by holder cgroup id, its
+    histogram sum and count, its schedstat run_delay over the same span, and perf's
+    record of who ran on CPU 1 while it waited."""
+    require(len(os.sched_getaffinity(0)) >= 2, "needs CPUs 0 and 1")
+    exe = build_helper("workload")
+    with tempfile.TemporaryDirectory() as workdir, \
+            make_cgroups("victim", "culprit", "bystander") as (victim, culprit, bystander):
+        procs = [spawn_in(victim, pinned(1, exe, "sleep"), stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE)]
+        procs += [spawn_in(culprit, pinned(1, exe, "spin", CULPRIT_NICE), stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE) for _ in range(2)]
+        procs.append(spawn_in(bystander, pinned(0, exe, "spin"), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE))
+        try:
+            for p in procs:
+                assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+            base = run_delay_ns(procs[0].pid)
+            trace = SchedTrace(os.path.join(workdir, "sched.data"))
+            collector.read_map(HOLDERS.map)  # snap-and-reset: start from zero
+            collector.read_map("cpu_stats")
+            for p in procs:
+                assert p.stdin is not None
+                p.stdin.write(b"g")
+                p.stdin.flush()
+            for p in procs:
+                assert p.stdout is not None and p.stdout.readline() == b"done\n"
+            run_delay = run_delay_ns(procs[0].pid) - base
+            trace.stop()
+            exact = trace.waits_by_runner(procs[0].pid, 1)
+            holders = MapDecoder(HOLDERS).decode(collector.read_map(HOLDERS.map)).raw
+            stats = {u64_key(k): KpodCpuStats.from_buffer_copy(v)
+                     for k, v in collector.read_map("cpu_stats").items()}
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+    by_holder: dict[int, int] = {}
+    for cg, (holder, wait_ns) in holders:
+        if cg == victim.id:
+            by_holder[holder] = by_holder.get(holder, 0) + wait_ns
+    st = stats.get(victim.id)
+    return {"by_holder": by_holder, "runq_sum": st.runq.sum if st else 0,
+            "runq_count": st.runq.count if st else 0, "run_delay": run_delay,
+            "culprit": culprit.id, "bystander": bystander.id, "victim": victim.id,
+            "exact_total": sum(exact.values()),
+            "exact_culprit": sum(exact.get(p.pid, 0) for p in procs[1:3]),
+            "exact_bystander": exact.get(procs[3].pid, 0)}
+
+
+def check_shares(o: dict[str, object]) -> None:
+    by_holder: dict[int, int] = o["by_holder"]  # type: ignore[assignment]
+    runq_sum, run_delay = int(o["runq_sum"]), int(o["run_delay"])  # type: ignore[call-overload]
+    culprit, bystander = int(o["culprit"]), int(o["bystander"])  # type: ignore[call-overload]
+    print(f"victim: {o['runq_count']} waits, histogram {runq_sum / 1e6:.1f} ms, schedstat "
+          f"{run_delay / 1e6:.1f} ms; by holder (ms): "
+          + ", ".join(f"{h}: {v / 1e6:.2f}" for h, v in sorted(by_holder.items())))
+    assert int(o["runq_count"]) > 200, "the ticker should have woken ~1,000 times"  # type: ignore[call-overload]
+    # precondition on the oracle: the victim waited, and the histogram saw that wait
+    assert run_delay > 0 and runq_sum > 0
+    total = sum(by_holder.values())
+    # one reading feeds both maps: the holders of the victim add up to its histogram
+    # (a wait between the two reads may land in one of them only)
+    assert total == pytest.approx(runq_sum, rel=0.01)
+    # Oracle for the shares: perf's own record of who ran on CPU 1 during each of the
+    # victim's waits. Where the culprit is what occupies CPU 1 (the issue's set-up, a
+    # quiet machine) it must get >= 80 % of the wait; on a shared machine other
+    # processes take CPU 1 too, and our share must then follow perf's within 10 points
+    # (we keep the CPU's last 16 turns, perf every turn of the wait).
+    exact = int(o["exact_culprit"]) / max(int(o["exact_total"]), 1)  # type: ignore[call-overload]
+    ours = by_holder.get(culprit, 0) / runq_sum
+    print(f"culprit's share of the victim's wait: ours {ours:.1%}, perf {exact:.1%}")
+    assert int(o["exact_total"]) == pytest.approx(runq_sum, rel=0.10), "perf saw other waits"  # type: ignore[call-overload]
+    assert ours >= min(0.80, exact - 0.10)
+    assert ours <= exact + 0.10
+    assert int(o["exact_bystander"]) == 0, "the bystander never ran on CPU 1"  # type: ignore[call-overload]
+    assert by_holder.get(bystander, 0) <= 0.05 * runq_sum
+
+
+@pytest.mark.kernel
+def test_victims_wait_is_charged_to_the_culprit(started_collectors) -> None:  # type: ignore[no-untyped-def]
+    require_root()
+    collector: CpuSchedCollector = started_collectors(CpuSchedCollector)
+    (state,) = collector.signal_states()
+    assert state.variant == preferred_variant()
+    check_shares(run_victim_culprit_bystander(collector))
+
+
+def _lacks(variant: str) -> str:
+    if variant == "raw_tp" and sched_switch_args() < 4:
+        return "sched_switch's prev_state argument (5.18)"
+    return ""
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("variant", ["raw_tp", "raw_tp_3arg"])
+def test_holders_through_the_raw_tracepoint_variants(variant: str) -> None:
+    require_root()
+    collector = start_forced(CpuSchedCollector, "runqueue", variant, lambda _: _lacks(variant))
+    try:
+        check_shares(run_victim_culprit_bystander(collector))
+    finally:
+        collector.close()
+
+
+@pytest.mark.kernel
+def test_turns_of_the_wrong_cgroup_are_caught(started_collectors, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A mutant whose turns all belong to the root cgroup must fail the check."""
+    require_root()
+    use_mutant("cpu_sched", "push_turn(turns, now, cg);", "push_turn(turns, now, 1);",
+               tmp_path, monkeypatch)
+    o = run_victim_culprit_bystander(started_collectors(CpuSchedCollector))
+    with pytest.raises(AssertionError):
+        check_shares(o)
