@@ -19,7 +19,7 @@ APT_RUN := libbpf1 python3-venv
 APT_BUILD := clang llvm libbpf-dev bpftool
 APT_IMAGE := podman runc mmdebstrap
 APT_ARM64 := qemu-system-arm cpio
-APT_TEST := $(APT_BUILD) libbpf-tools prometheus stress-ng iproute2 nftables linux-perf libseccomp2 libfuse3-dev fuse3 pkg-config tmux $(APT_IMAGE) $(APT_ARM64)
+APT_TEST := $(APT_BUILD) libbpf-tools prometheus stress-ng iproute2 nftables linux-perf libseccomp2 libfuse3-dev fuse3 pkg-config tmux gcc-multilib $(APT_IMAGE) $(APT_ARM64)
 PORT ?=
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)

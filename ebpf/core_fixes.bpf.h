@@ -170,6 +170,51 @@ static __always_inline bool kpod_retransmit_has_err(void)
  * barrier_var(). (Found by helper `sched`, who documents it for cpu_sched as well.)
  */
 
+/*
+ * 32-bit compat syscalls (ia32 on x86_64). raw_tp/sys_enter's `id` and the saved
+ * orig_ax at sys_exit are numbers of the table the call went through, and an ia32 call
+ * (int 0x80, sysenter, syscall from 32-bit code; a 64-bit task may use int 0x80 too)
+ * goes through the ia32 table. The kernel tells them apart by TS_COMPAT (0x0002) in
+ * current->thread_info.status (in_ia32_syscall()): syscall_32_enter() sets it before
+ * the sys_enter tracepoint and arch_exit_to_user_mode_prepare() clears it after
+ * sys_exit, so it holds at both hooks. Field and bit are the same from 5.10 (where
+ * syscall_32_enter() came with the generic entry code in 5.9) to 6.18; TS_COMPAT is a
+ * #define, absent from BTF, so it is repeated here. The field is read through CO-RE
+ * (bpf_get_current_task() and probe reads, which 5.10 has for the "hash" variant); a
+ * kernel without it (no IA32_EMULATION changes nothing: the bit is then never set)
+ * answers "native".
+ *
+ * The return value of an ia32 call is 32 bits wide: regs->ax is sign-extended when a
+ * handler returns it, but rt_sigreturn and sigreturn restore it from the 32-bit
+ * sigcontext (ia32_restore_sigcontext(): `regs->ax = sc.ax`, a u32), so an EINTR that
+ * the kernel put in the frame comes back as 0xfffffffc. Both the number and the value
+ * are taken as 32-bit ints for ia32 calls.
+ *
+ * x32 calls (X86_X32_ABI) carry __X32_SYSCALL_BIT (0x40000000) in the number, above
+ * the filter, so they are never tracked. arm64's AArch32 tasks have no table here:
+ * their calls are recognised by PSTATE (PSR_MODE32_BIT, 0x10, architectural) in the
+ * saved registers and not tracked at all.
+ */
+#define KPOD_TS_COMPAT 0x0002
+#define KPOD_PSR_MODE32_BIT 0x10
+
+/* 1: the current syscall is an ia32 one (x86), 2: a compat call of an architecture
+ * without a table here (arm64 AArch32), 0: native */
+static __always_inline int kpod_sys_compat(struct pt_regs *regs)
+{
+#if defined(__TARGET_ARCH_x86)
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+
+	if (!bpf_core_field_exists(t->thread_info.status))
+		return 0;
+	return (BPF_CORE_READ(t, thread_info.status) & KPOD_TS_COMPAT) ? 1 : 0;
+#elif defined(__TARGET_ARCH_arm64)
+	return (BPF_CORE_READ(regs, pstate) & KPOD_PSR_MODE32_BIT) ? 2 : 0;
+#else
+	return 0;
+#endif
+}
+
 /* ---- end of syscall and mem ---- */
 
 /* ---- sched (ebpf/cpu_sched.bpf.c) ---- */

@@ -4,10 +4,16 @@
  *
  * sys_filter (ARRAY of u8 indexed by syscall nr) is filled by userspace at start-up
  * from the configured names; with it empty nothing is measured, which is why the
- * collector reads it back before attaching. An untracked syscall costs one inlined
- * array lookup on enter, and one register read plus one array lookup on exit.
- * Tracked calls store their start time per thread and are charged on exit to the
- * calling task's cgroup.
+ * collector reads it back before attaching. Each value is a bit set of the ABIs whose
+ * number it is (KPOD_SYS_FILTER_NATIVE, KPOD_SYS_FILTER_IA32): on x86_64 a 32-bit
+ * (ia32) call is numbered in the ia32 table, so its number is looked up in the same
+ * array but tested against the ia32 bit, and charged under KPOD_SYS_NR_IA32 + its
+ * number, which userspace names from the ia32 table (core_fixes.bpf.h: how a compat
+ * call is recognised). An untracked syscall costs one inlined array lookup on enter,
+ * and one register read plus one array lookup on exit; the ABI is read only for
+ * numbers some ABI tracks (and, at exit, restart_syscall's: 219, and 0 on x86, ia32's
+ * restart_syscall and x86_64's read). Tracked calls store their start time per thread and are
+ * charged on exit to the calling task's cgroup.
  *
  * Where the start time lives is the difference between the two variants (the
  * collector attaches exactly one pair):
@@ -26,7 +32,7 @@
  *   - the same call enters again (restarted, with or without a handler): the entry
  *     continues, and the call is charged once, from its first start, when it returns;
  *   - restart_syscall returns (a restart block, e.g. nanosleep): charged as the
- *     interrupted call;
+ *     interrupted call (ia32 has its own restart_syscall number, 0);
  *   - rt_sigreturn (seen at sys_exit as number -1) returns -EINTR (the handler lacked SA_RESTART, or the code allows
  *     no restart after a handler): the kernel turned the code into EINTR, so the call
  *     is charged once as an EINTR error. rt_sigreturn returns the restored register,
@@ -57,6 +63,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define KPOD_NR_SIGRETURN_EXIT -1
 #if defined(__TARGET_ARCH_x86)
 #define KPOD_NR_RESTART_SYSCALL 219
+#define KPOD_NR_RESTART_SYSCALL_IA32 0 /* arch/x86/entry/syscalls/syscall_32.tbl */
 #elif defined(__TARGET_ARCH_arm64)
 #define KPOD_NR_RESTART_SYSCALL 128
 #else
@@ -65,7 +72,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 struct sys_start_val {
 	__u64 ts; /* first enter time, ns; 0: no call in flight */
-	__u32 nr;
+	__u32 nr; /* as in kpod_sys_key: KPOD_SYS_NR_IA32 + nr for an ia32 call */
 	__u32 interrupted; /* 1: the call exited with a restart code, its end is pending */
 };
 
@@ -73,7 +80,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, KPOD_SYS_NR_MAX);
 	__type(key, __u32);  /* syscall nr */
-	__type(value, __u8); /* 1: tracked */
+	__type(value, __u8); /* KPOD_SYS_FILTER_* bits: the ABIs whose nr is tracked */
 } sys_filter SEC(".maps");
 
 /* variant "task_storage": one value per task that made a tracked call */
@@ -109,15 +116,96 @@ struct {
 
 static const struct kpod_sys_stats zero_stats;
 
-static __always_inline bool tracked(long nr)
+/* The ABIs (KPOD_SYS_FILTER_* bits) that track number `nr`; 0 for none. */
+static __always_inline __u8 filter_bits(long nr)
 {
 	__u32 idx = (__u32)nr;
 	__u8 *on;
 
 	if (nr < 0)
-		return false;
+		return 0;
 	on = bpf_map_lookup_elem(&sys_filter, &idx); /* NULL when nr >= KPOD_SYS_NR_MAX */
-	return on && *on;
+	return on ? *on : 0;
+}
+
+/* The current call's ABI: its filter bit and the offset of its stats number. A compat
+ * call of an architecture without a table here (arm64's AArch32) has no bit: never
+ * tracked. */
+struct sys_abi {
+	__u8 bit;
+	__u32 base;
+	bool ia32;
+};
+
+static __always_inline struct sys_abi current_abi(struct pt_regs *regs)
+{
+	struct sys_abi abi = {KPOD_SYS_FILTER_NATIVE, 0, false};
+	int compat = kpod_sys_compat(regs);
+
+	if (compat == 1) {
+		abi.bit = KPOD_SYS_FILTER_IA32;
+		abi.base = KPOD_SYS_NR_IA32;
+		abi.ia32 = true;
+	} else if (compat) {
+		abi.bit = 0;
+	}
+	return abi;
+}
+
+/* May `nr` end an interrupted call of some ABI (restart_syscall)? */
+static __always_inline bool restart_nr(long nr)
+{
+#if defined(__TARGET_ARCH_x86)
+	return nr == KPOD_NR_RESTART_SYSCALL || nr == KPOD_NR_RESTART_SYSCALL_IA32;
+#else
+	return nr == KPOD_NR_RESTART_SYSCALL;
+#endif
+}
+
+static __always_inline bool restart_nr_of(long nr, const struct sys_abi *abi)
+{
+#if defined(__TARGET_ARCH_x86)
+	if (abi->ia32)
+		return nr == KPOD_NR_RESTART_SYSCALL_IA32;
+#endif
+	return nr == KPOD_NR_RESTART_SYSCALL;
+}
+
+/* sys_enter of `id`: its stats number when tracked, else -1. */
+static __always_inline long enter_key(struct pt_regs *regs, long id)
+{
+	__u8 bits = filter_bits(id);
+	struct sys_abi abi;
+
+	if (!bits)
+		return -1; /* the untracked fast path: no ABI read */
+	abi = current_abi(regs);
+	if (!(bits & abi.bit))
+		return -1;
+	return (long)(abi.base + (__u32)id);
+}
+
+/* sys_exit: false when the exit cannot end a tracked call (stop before the storage);
+ * else *nr and *ret as the call's ABI numbers them (32-bit for ia32). A negative nr
+ * (rt_sigreturn, or an unknown arch) goes on to the storage. */
+static __always_inline bool exit_relevant(struct pt_regs *regs, long *nr, long *ret)
+{
+	__u8 bits = 0;
+	struct sys_abi abi;
+
+	if (*nr >= 0) {
+		bits = filter_bits(*nr);
+		if (!bits && !restart_nr(*nr))
+			return false; /* the untracked fast path */
+	}
+	abi = current_abi(regs);
+	if (abi.ia32) {
+		*nr = (int)*nr;
+		*ret = (int)*ret;
+	}
+	if (*nr >= 0 && !(bits & abi.bit) && !restart_nr_of(*nr, &abi))
+		return false;
+	return true;
 }
 
 /* The syscall number at sys_exit, from the saved registers; -1 after rt_sigreturn,
@@ -155,7 +243,8 @@ static __always_inline bool restart_code(long ret)
 	       ret == -KPOD_ERESTARTNOHAND || ret == -KPOD_ERESTART_RESTARTBLOCK;
 }
 
-/* A tracked call `id` enters: a fresh start, or the restart of the interrupted one. */
+/* A tracked call `id` (its stats number) enters: a fresh start, or the restart of the
+ * interrupted one. */
 static __always_inline void begin(struct sys_start_val *v, long id)
 {
 	if (v->ts && v->interrupted && v->nr == (__u32)id) {
@@ -195,7 +284,8 @@ int BPF_PROG(kpod_sys_enter, struct pt_regs *regs, long id)
 {
 	struct sys_start_val *v;
 
-	if (!tracked(id))
+	id = enter_key(regs, id);
+	if (id < 0)
 		return 0;
 	v = bpf_task_storage_get(&sys_task_start, bpf_get_current_task_btf(), 0,
 				 BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -216,7 +306,7 @@ int BPF_PROG(kpod_sys_exit, struct pt_regs *regs, long ret)
 	/* untracked: stop before touching the storage; restart_syscall ends an
 	 * interrupted call, and a negative nr (rt_sigreturn, or an unknown arch) goes
 	 * on to the storage too */
-	if (nr >= 0 && !tracked(nr) && nr != KPOD_NR_RESTART_SYSCALL)
+	if (!exit_relevant(regs, &nr, &ret))
 		return 0;
 	v = bpf_task_storage_get(&sys_task_start, bpf_get_current_task_btf(), 0, 0);
 	if (v)
@@ -232,7 +322,8 @@ int BPF_PROG(kpod_sys_enter_hash, struct pt_regs *regs, long id)
 	struct sys_start_val fresh = {}, *v;
 	__u64 tid;
 
-	if (!tracked(id))
+	id = enter_key(regs, id);
+	if (id < 0)
 		return 0;
 	tid = bpf_get_current_pid_tgid();
 	v = bpf_map_lookup_elem(&sys_start, &tid);
@@ -253,7 +344,7 @@ int BPF_PROG(kpod_sys_exit_hash, struct pt_regs *regs, long ret)
 	__u64 tid;
 	long nr = exit_nr(regs);
 
-	if (nr >= 0 && !tracked(nr) && nr != KPOD_NR_RESTART_SYSCALL)
+	if (!exit_relevant(regs, &nr, &ret))
 		return 0;
 	tid = bpf_get_current_pid_tgid();
 	v = bpf_map_lookup_elem(&sys_start, &tid);

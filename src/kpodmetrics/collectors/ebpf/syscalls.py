@@ -11,12 +11,18 @@ Two variants keep the per-thread start time: task-local storage (freed with its
 task, so exits and killed threads leave nothing behind; 5.13+) and a preallocated
 HASH keyed by thread id for older kernels (5.10 refuses hash maps allocated at run
 time in tracing programs). ebpf/core_fixes.bpf.h names the commits.
+
+32-bit (ia32) tasks on x86_64 call through the i386 table, whose numbers mean other
+calls (3 is read there, close on x86_64). The filter tracks each configured name in
+both tables (a bit per ABI), the program keys ia32 calls as KPOD_SYS_NR_IA32 + their
+number, and they are exported under the same `syscall` name as native calls: a
+cgroup's `read` series counts the reads of its 64-bit and 32-bit tasks together.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from kpodmetrics import families, syscalls
 from kpodmetrics.bpf.errors import BpfError
@@ -25,6 +31,9 @@ from kpodmetrics.bpf.mapspec import Count, Hist, MapDecoder, MapSpec
 from kpodmetrics.bpf.structs import (
     KPOD_HEALTH_SYS_START,
     KPOD_HEALTH_SYS_STATS,
+    KPOD_SYS_FILTER_IA32,
+    KPOD_SYS_FILTER_NATIVE,
+    KPOD_SYS_NR_IA32,
     KPOD_SYS_NR_MAX,
     KpodSysKey,
     KpodSysStats,
@@ -34,7 +43,7 @@ from kpodmetrics.collectors.base import CollectContext, CollectorUnavailable
 from kpodmetrics.collectors.ebpf.base import BpfCollectorBase
 from kpodmetrics.config import Settings
 from kpodmetrics.families import Family, FamilyType
-from kpodmetrics.samples import HistogramSample, Sample
+from kpodmetrics.samples import HistogramSample, Labels, Sample
 
 _log = logging.getLogger(__name__)
 
@@ -65,7 +74,11 @@ STATS = MapSpec(
         Hist("latency", LATENCY, count=COUNT),  # every completed call is one latency sample
         Count("errors", ERRORS),
     ))
-"""sys_stats: (cgroup id, syscall nr) -> struct kpod_sys_stats."""
+"""sys_stats: (cgroup id, syscall nr) -> struct kpod_sys_stats; nr is the native number,
+or KPOD_SYS_NR_IA32 + the ia32 number of a 32-bit call (named by the ia32 table)."""
+
+
+_KNOWN_BITS = KPOD_SYS_FILTER_NATIVE | KPOD_SYS_FILTER_IA32
 
 
 class FilterNotLoaded(CollectorUnavailable):
@@ -85,17 +98,32 @@ class SyscallCollector(BpfCollectorBase):
         )),
     )
 
-    def __init__(self, tracked: Mapping[str, int], *, legacy_maps: bool = False,
+    def __init__(self, tracked: Mapping[str, int], *, compat: Mapping[str, int] | None = None,
+                 legacy_maps: bool = False,
                  max_entries: Mapping[str, int] | None = None,
                  variants: Mapping[str, str] | None = None) -> None:
         """`tracked`: name -> number for this architecture (syscalls.resolve);
+        `compat`: name -> number in the ia32 table, for the same names measured in
+        32-bit tasks (default: syscalls.compat_for(tracked); {}: not measured);
         `variants`: signal -> variant to force (tests, diagnosis)."""
         super().__init__(legacy_maps=legacy_maps, max_entries=max_entries, variants=variants)
-        bad = {n: nr for n, nr in tracked.items() if not 0 <= nr < KPOD_SYS_NR_MAX}
+        if compat is None:
+            compat = syscalls.compat_for(tracked) if tracked else {}
+        bad = {n: nr for n, nr in (*tracked.items(), *compat.items())
+               if not 0 <= nr < KPOD_SYS_NR_MAX}
         if bad:
             raise CollectorUnavailable(f"syscall numbers outside the filter: {bad}")
         self.tracked = dict(tracked)
+        self.compat = dict(compat)
+        # stats key nr -> name: native numbers, and ia32 ones above KPOD_SYS_NR_IA32
         self.names = {nr: n for n, nr in tracked.items()}
+        self.names.update({KPOD_SYS_NR_IA32 + nr: n for n, nr in compat.items()})
+        # filter index -> KPOD_SYS_FILTER_* bits
+        self.filter: dict[int, int] = {}
+        for nr in tracked.values():
+            self.filter[nr] = self.filter.get(nr, 0) | KPOD_SYS_FILTER_NATIVE
+        for nr in compat.values():
+            self.filter[nr] = self.filter.get(nr, 0) | KPOD_SYS_FILTER_IA32
         # entries of numbers outside the filter cannot happen with a verified filter
         self.decoder = MapDecoder(STATS, label_of={"syscall": self.names.get})
 
@@ -121,26 +149,63 @@ class SyscallCollector(BpfCollectorBase):
 
     def fill_filter(self, obj: BpfObject) -> None:
         flt = obj.map("sys_filter")
-        for nr in self.names:
-            flt.update(nr.to_bytes(4, "little"), b"\x01")
+        for nr, bits in self.filter.items():
+            flt.update(nr.to_bytes(4, "little"), bytes([bits]))
 
     def verify_filter(self, obj: BpfObject) -> None:
         raw = obj.map("sys_filter").read_all()
-        on = {int.from_bytes(k, "little") for k, v in raw.items() if v[0]}
-        if on != set(self.names):
-            missing = sorted(self.names[nr] for nr in set(self.names) - on)
-            extra = sorted(on - set(self.names))
+        got = {int.from_bytes(k, "little"): v[0] for k, v in raw.items() if v[0]}
+        if got != self.filter:
+            # as stats numbers, so that each side is named by its own table
+            want = self._keys(self.filter)
+            on = self._keys(got)
+            missing = sorted(self.names[k] + (" (ia32)" if k >= KPOD_SYS_NR_IA32 else "")
+                             for k in want - on)
+            extra = sorted(on - want)
+            odd = sorted(nr for nr, bits in got.items() if bits & ~_KNOWN_BITS)
             raise FilterNotLoaded(
                 f"kernel filter differs from the configuration (missing: {missing or '-'}; "
-                f"unexpected numbers: {extra or '-'})"
+                f"unexpected numbers: {extra or '-'}"
+                + (f"; unknown ABI bits at {odd})" if odd else ")")
             )
+
+    @staticmethod
+    def _keys(flt: Mapping[int, int]) -> set[int]:
+        """Filter entries as stats key numbers (ia32 ones above KPOD_SYS_NR_IA32)."""
+        out = set()
+        for nr, bits in flt.items():
+            if bits & KPOD_SYS_FILTER_NATIVE:
+                out.add(nr)
+            if bits & KPOD_SYS_FILTER_IA32:
+                out.add(KPOD_SYS_NR_IA32 + nr)
+        return out
 
     # -- reading -------------------------------------------------------------------
 
     def collect(self, ctx: CollectContext) -> Iterable[Sample | HistogramSample]:
         if self.obj is None:
             return []
-        return self.decoder.decode(self.read_map(STATS.map)).samples
+        samples = self.decoder.decode(self.read_map(STATS.map)).samples
+        return merge_abis(samples) if self.compat else samples
+
+
+def merge_abis(samples: Sequence[Sample | HistogramSample]) -> list[Sample | HistogramSample]:
+    """One sample per (family, cgroup, labels): a cgroup's native and ia32 entries of
+    the same name (two keys of sys_stats) become one, their counts and slots added."""
+    out: dict[tuple[str, int, Labels], Sample | HistogramSample] = {}
+    for s in samples:
+        k = (s.family.name, s.cgroup_id, s.labels)
+        prev = out.get(k)
+        if prev is None:
+            out[k] = s
+        elif isinstance(prev, HistogramSample) and isinstance(s, HistogramSample):
+            slots = tuple(a + b for a, b in zip(prev.slots, s.slots, strict=True))
+            out[k] = HistogramSample(s.family, s.cgroup_id, slots, prev.total + s.total,
+                                     labels=s.labels)
+        elif isinstance(prev, Sample) and isinstance(s, Sample):
+            out[k] = Sample(s.family, s.cgroup_id, prev.value + s.value, kind=s.kind,
+                            labels=s.labels, source=s.source)
+    return list(out.values())
 
 
 def create(settings: Settings) -> SyscallCollector:
