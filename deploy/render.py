@@ -462,9 +462,12 @@ def agent_dashboard() -> Json:
                       f"max by (map) (kpod_bpf_map_entries{{{s}}} / "
                       f"kpod_bpf_map_capacity{{{s}}})", "{{map}}", "percentunit")),
         wide(timeseries("Map update errors", "Failed writes from the BPF side per second "
-                        "(events not counted).", "ops",
+                        "(events not counted), and scratch entries of dead threads the "
+                        "agent deleted (calls that never returned).", "ops",
                         targets((f"sum by (map) (rate(kpod_bpf_map_update_errors_total{{{s}}}"
-                                 f"[{RATE}]))", "{{map}}")))),
+                                 f"[{RATE}]))", "{{map}}"),
+                                (f"sum by (map) (rate(kpod_bpf_map_reaped_entries_total{{{s}}}"
+                                 f"[{RATE}]))", "reaped {{map}}")))),
         row("Series"),
         wide(timeseries("Exported series by family", "Series the agents export, by metric "
                         "family (what Prometheus ingests).", "short",

@@ -4,7 +4,9 @@
 #
 #   scripts/vm/run.sh SUITE [--out DIR] -- CMD [ARGS...]
 #     SUITE   bullseye (5.10) | bookworm (6.1) | trixie (6.12)
-#     --out   a host directory the guest can write (same path inside), e.g. for junit
+#     --out   a host directory the guest can write (same path inside), e.g. for junit;
+#             the whole console (kernel messages too) is also kept there, console.log,
+#             so a guest that dies (exit 255: panic, QEMU killed) leaves its last words
 #
 # virtme-ng boots the kernel under QEMU TCG (nested KVM hangs on these machines:
 # --disable-kvm), with the checkout writable through an overlay (the guest's writes
@@ -57,7 +59,15 @@ if [ -n "$out" ]; then
   mkdir -p "$out"
   vng_args+=(--rwdir "$out")
 fi
-[ "${VM_VERBOSE:-}" = 1 ] && vng_args+=(-v)
+# The kernel console goes to the log whenever there is one (--out), and to the terminal
+# only with VM_VERBOSE=1: its lines are the ones with a "[ seconds.micro]" stamp, plus
+# the boot chatter -v adds (virtiofsd probing, then 9p; the decompressor).
+console=""
+[ -n "$out" ] && console=$out/console.log
+{ [ -n "$console" ] || [ "${VM_VERBOSE:-}" = 1 ]; } && vng_args+=(-v)
+kernel_lines='^\[ *[0-9]+\.[0-9]+\] '
+chatter='^(virtme: waiting for virtiofsd|virtme-run: failed to start virtiofsd|fuse: invalid argument|Probing EDD|Memory KASLR|Poking KASLR)'
+died='Kernel panic|BUG:|Oops|Out of memory|Killed process|soft lockup|hung_task|general protection|reboot:'
 
 echo "run.sh: booting $ver ($suite) under TCG" >&2
 # QEMU opens /proc/self/fd/1 and /2 once per guest port; were they regular files (a CI
@@ -66,8 +76,19 @@ echo "run.sh: booting $ver ($suite) under TCG" >&2
 set +e
 PATH="$venv/bin:$PATH" timeout --foreground -k 30 "${VM_TIMEOUT:-3600}" \
   vng "${vng_args[@]}" --exec "$cmd" </dev/null 2>&1 \
-  | sed -u -e '/Image format was not specified/,+2d'
+  | sed -u -e '/Image format was not specified/,+2d' \
+  | if [ -n "$console" ]; then tee "$console"; else cat; fi \
+  | if [ "${VM_VERBOSE:-}" = 1 ]; then cat; else grep --line-buffered -Ev "$kernel_lines|$chatter"; fi
 rc=${PIPESTATUS[0]}
 set -e
+if [ "$rc" -eq 255 ]; then
+  # virtme-ng's code for "QEMU ended and the guest never reported its command's exit"
+  echo "run.sh: $suite: the guest died before its command ended (kernel panic, guest" \
+       "reset or QEMU killed)${console:+; console in $console, the last kernel lines:}" >&2
+  if [ -n "$console" ]; then
+    grep -E "$kernel_lines" "$console" | grep -E -m 8 "$died" >&2 || true
+    grep -E "$kernel_lines" "$console" | tail -n 5 >&2 || true
+  fi
+fi
 [ "$rc" -eq 124 ] && echo "run.sh: $suite VM timed out after ${VM_TIMEOUT:-3600}s" >&2
 exit "$rc"

@@ -40,6 +40,9 @@ class Sample:
     source: str = ""
     """Distinguishes several cumulative sources folding into one series (e.g. a
     network namespace read through different pids); empty for most collectors."""
+    peer_key: str = ""
+    """Owner key of a second owner the series names (the CPU holder, export/peers.py):
+    the series also leaves the export when that owner is removed."""
 
 
 @dataclass(frozen=True, slots=True)

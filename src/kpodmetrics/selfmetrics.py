@@ -154,6 +154,12 @@ MAP_EVICTIONS = Family(
     "Entries a full LRU map dropped before they were read: their counts are lost "
     "(a lower bound; raise the map's max_entries)", label_names=("map",),
 )
+MAP_REAPED = Family(
+    "kpod_bpf_map_reaped_entries_total", FamilyType.COUNTER,
+    "Scratch-map entries of threads that no longer exist, deleted by the agent: calls "
+    "whose end the kernel never reported (the thread died inside them); never counted "
+    "as calls", label_names=("map",),
+)
 IGNORED = Family(
     "kpod_ignored_samples_total", FamilyType.COUNTER,
     "Kernel samples of known cgroups deliberately not exported (not a pod, or a "
@@ -171,7 +177,8 @@ POD_WATCH_RELISTS = Family(
     "kpod_pod_watch_relists_total", FamilyType.COUNTER,
     "Re-lists after 410 Gone (watch history expired)",
 )
-families.register(MAP_EVICTIONS, IGNORED, POD_WATCH_ERRORS, POD_WATCH_MALFORMED, POD_WATCH_RELISTS)
+families.register(MAP_EVICTIONS, MAP_REAPED, IGNORED, POD_WATCH_ERRORS, POD_WATCH_MALFORMED,
+                  POD_WATCH_RELISTS)
 families.register(COLLECTOR_TIMEOUTS, LAST_CYCLE_AGE)
 COLLECTOR_STATE = Family(
     "kpod_collector_state", FamilyType.GAUGE,
@@ -192,6 +199,8 @@ CONDITIONAL: dict[str, tuple[Family, ...]] = {
                                 OTLP_DURATION),
     "in Kubernetes mode": (POD_WATCH_ERRORS, POD_WATCH_MALFORMED, POD_WATCH_RELISTS),
     "a collector or one of its programs is down": (COLLECTOR_STATUS,),
+    "the syscall collector deleted start entries of dead threads (hash variant, before "
+    "5.13)": (MAP_REAPED,),
 }
 """Self-metrics exported only under a condition (deploy/metric-names.txt marks them)."""
 families.register(CYCLE, COLLECTOR_DURATION, COLLECTOR_UP, COLLECTOR_STATUS, COLLECTOR_ERRORS,

@@ -378,6 +378,9 @@ class Agent:
                     Sample(selfmetrics.MAP_ERRORS, 0, float(h.update_errors),
                            Kind.CUMULATIVE, ml, source=slot.name),
                 ]
+                if h.reaped:
+                    out.append(Sample(selfmetrics.MAP_REAPED, 0, float(h.reaped),
+                                      Kind.CUMULATIVE, ml, source=slot.name))
                 if h.entries is not None:  # metric maps, read and reset every cycle
                     out += [
                         Sample(selfmetrics.MAP_ENTRIES, 0, float(h.entries), Kind.GAUGE, ml),

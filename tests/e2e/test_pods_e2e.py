@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.conftest import require_root
-from tests.e2e.agent_util import stop_agent
+from tests.e2e.agent_util import slow_factor, stop_agent
 from tests.k8s_api_server import FakeApiServer, make_pod
 from tests.kernel.cgroup_util import make_cgroups
 
@@ -72,7 +72,7 @@ async def test_agent_labels_runqueue_by_pod_then_drops_deleted_pod(tmp_path: Pat
                  "--poll-interval", "0.5s", "--grace-period", "1s", "--profile", "minimal"],
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 30 * slow_factor()
             found: list[dict[str, str]] = []
             while time.monotonic() < deadline and not found:
                 await asyncio.sleep(0.5)

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -70,10 +72,38 @@ class SchedTrace:
                                       "-e", "sched:sched_switch", "-e", "sched:sched_wakeup",
                                       "-o", path],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        with open(ctl, "w") as c:
-            c.write("enable\n")
-        with open(ack) as a:
-            assert a.readline().strip() == "ack", "perf did not enable its events"
+        self._handshake(ctl, ack)
+
+    def _handshake(self, ctl: str, ack: str, timeout: float = 30.0) -> None:
+        """Write "enable" and read perf's "ack", never blocking on a perf that died."""
+        deadline = time.monotonic() + timeout
+        fd = -1
+        while fd < 0:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                err = self.proc.stderr.read().decode() if self.proc.poll() is not None \
+                    and self.proc.stderr else ""
+                self.proc.kill()
+                pytest.fail(f"perf record did not start: {err.strip()[:500]}")
+            try:  # ENXIO until perf has opened its end
+                fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                time.sleep(0.05)
+        os.write(fd, b"enable\n")
+        os.close(fd)
+        afd = os.open(ack, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            got = b""
+            while b"\n" not in got:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    self.proc.kill()
+                    pytest.fail("perf record did not acknowledge enable")
+                ready, _, _ = select.select([afd], [], [], left)
+                if ready:
+                    got += os.read(afd, 64)
+        finally:
+            os.close(afd)
+        assert got.lstrip(b"\0").startswith(b"ack"), got
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGINT)

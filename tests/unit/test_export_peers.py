@@ -27,6 +27,7 @@ class PodResolver:
 
     def __init__(self, ids: dict[int, tuple[str, str, str]], host: set[int]) -> None:
         self.ids, self.host = ids, host
+        self.removed: list[Owner] = []
 
     def refresh(self) -> None: ...
 
@@ -41,7 +42,8 @@ class PodResolver:
         return []
 
     def drain_removed(self) -> list[Owner]:
-        return []
+        out, self.removed = self.removed, []
+        return out
 
 
 def holders(store: SeriesStore, pod: str) -> dict[str, float]:
@@ -103,3 +105,16 @@ def test_unknown_holders_and_waiters() -> None:
 def test_fold_refuses_a_zero_k() -> None:
     with pytest.raises(ValueError, match="top_k must be at least 1"):
         fold_peers([], resolver(), 0)
+
+
+def test_series_leave_with_their_holder() -> None:
+    """A deleted holder pod does not stay on as a label of long-lived waiters."""
+    r = resolver()
+    store = SeriesStore()
+    store.apply([PeerSample(HOLDER, 10, 20, 1.0), PeerSample(HOLDER, 10, 30, 2.0)], r)
+    assert set(holders(store, "web")) == {"shop/batch", "ns/p0"}
+    batch = r.resolve(20)
+    assert batch is not None
+    r.removed.append(batch)  # its grace period ended
+    store.apply([], r)
+    assert holders(store, "web") == {"ns/p0": 2.0}

@@ -170,6 +170,15 @@ class BpfMap:
             rc = lib.bpf_map_get_next_key(self.fd, key, nxt)
         return MapRead(bytes(kbuf), bytes(vbuf), count, self.key_size, self.value_stride)
 
+    def delete(self, key: bytes) -> bool:
+        """Delete one entry; False when it was already gone (deleted meanwhile)."""
+        rc = libbpf.lib().bpf_map_delete_elem(self.fd, key)
+        if rc == 0:
+            return True
+        if -rc == errno.ENOENT:
+            return False
+        raise MapError(self._what("delete"), rc, remedy=remedy_for(rc))
+
     def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
         rc = libbpf.lib().bpf_map_update_elem(self.fd, key, value, flags)
         if rc < 0:

@@ -48,6 +48,8 @@ class MapHealth:
     entries_written: int
     update_errors: int
     evicted_at_least: int = 0
+    reaped: int = 0
+    """Scratch-map entries of tasks that are gone, deleted by userspace (so far)."""
     """Entries the LRU dropped before userspace read them: a lower bound (see collectors/ebpf/base.py)."""
 
 

@@ -16,7 +16,9 @@ they reach the series store:
   of an owner always add up to its whole wait.
 
 Each series stays a monotonic counter: a peer that falls out of the top k in a cycle
-adds that cycle to `__other__` instead.
+adds that cycle to `__other__` instead. A series leaves the export with either of its
+owners: the waiter, or the holder (so a churning node's deleted pods do not pile up
+as holder labels of long-lived waiters).
 """
 
 from __future__ import annotations
@@ -39,15 +41,15 @@ def special_labels(value: str, owner_label_names: tuple[str, ...]) -> Labels:
     return tuple((PREFIX + n, value) for n in owner_label_names)
 
 
-def peer_labels(resolver: Resolver, peer_id: int) -> Labels:
-    """The holder labels of one peer cgroup id."""
+def peer_labels(resolver: Resolver, peer_id: int) -> tuple[Labels, str]:
+    """The holder labels of one peer cgroup id, and its owner key ("" for specials)."""
     names = resolver.owner_label_names
     if peer_id == 0:
-        return special_labels(IDLE, names)
+        return special_labels(IDLE, names), ""
     owner = resolver.resolve(peer_id)
     if owner is None:
-        return special_labels(HOST if resolver.ignored(peer_id) else UNRESOLVED, names)
-    return tuple((PREFIX + k, v) for k, v in owner.labels)
+        return special_labels(HOST if resolver.ignored(peer_id) else UNRESOLVED, names), ""
+    return tuple((PREFIX + k, v) for k, v in owner.labels), owner.key
 
 
 def fold_peers(samples: Iterable[PeerSample], resolver: Resolver,
@@ -63,6 +65,7 @@ def fold_peers(samples: Iterable[PeerSample], resolver: Resolver,
     # waiter owner key -> (a cgroup id of that owner, family, holder labels -> value)
     groups: dict[tuple[str, str], tuple[int, dict[Labels, float]]] = {}
     families = {}
+    keys: dict[Labels, str] = {}  # holder labels -> holder owner key
     for s in samples:
         if s.value <= 0:
             continue
@@ -75,8 +78,9 @@ def fold_peers(samples: Iterable[PeerSample], resolver: Resolver,
             key = (s.family.name, owner.key)
         families[s.family.name] = s.family
         _, acc = groups.setdefault(key, (s.cgroup_id, {}))
-        labels = peer_labels(resolver, s.peer_cgroup_id)
+        labels, peer_key = peer_labels(resolver, s.peer_cgroup_id)
         acc[labels] = acc.get(labels, 0.0) + s.value
+        keys[labels] = peer_key
     out: list[Sample] = []
     for (family_name, _), (cgroup_id, acc) in groups.items():
         family = families[family_name]
@@ -87,5 +91,6 @@ def fold_peers(samples: Iterable[PeerSample], resolver: Resolver,
             kept.append((idle, acc[idle]))
         if rest > 0:
             kept.append((other, rest))
-        out += [Sample(family, cgroup_id, v, labels=lab) for lab, v in kept]
+        out += [Sample(family, cgroup_id, v, labels=lab, peer_key=keys.get(lab, ""))
+                for lab, v in kept]
     return out

@@ -176,6 +176,9 @@ class SeriesStore:
                     series = self._add_scalar(family, labels, owner.key, s,
                                               now if s.kind is Kind.CUMULATIVE else since,
                                               stats, sum_levels=True)
+                    if s.peer_key and series.owner_key != OVERFLOW_KEY:  # leaves with its holder
+                        self._by_owner.setdefault(s.peer_key, set()).add(
+                            (family.name, series.labels))
                     if s.kind is Kind.GAUGE:
                         levels.add((family.name, series.labels))
                 stats.applied += 1

@@ -21,12 +21,15 @@ cgroup's `read` series counts the reads of its 64-bit and 32-bit tasks together.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from collections.abc import Iterable, Mapping, Sequence
 
 from kpodmetrics import families, syscalls
 from kpodmetrics.bpf.errors import BpfError
 from kpodmetrics.bpf.loader import BpfObject
+from kpodmetrics.bpf.maps import BpfMap
 from kpodmetrics.bpf.mapspec import Count, Hist, MapDecoder, MapSpec
 from kpodmetrics.bpf.structs import (
     KPOD_HEALTH_SYS_START,
@@ -39,7 +42,7 @@ from kpodmetrics.bpf.structs import (
     KpodSysStats,
 )
 from kpodmetrics.bpf.variants import Signal, Variant
-from kpodmetrics.collectors.base import CollectContext, CollectorUnavailable
+from kpodmetrics.collectors.base import CollectContext, CollectorUnavailable, MapHealth
 from kpodmetrics.collectors.ebpf.base import BpfCollectorBase
 from kpodmetrics.config import Settings
 from kpodmetrics.families import Family, FamilyType
@@ -126,6 +129,7 @@ class SyscallCollector(BpfCollectorBase):
             self.filter[nr] = self.filter.get(nr, 0) | KPOD_SYS_FILTER_IA32
         # entries of numbers outside the filter cannot happen with a verified filter
         self.decoder = MapDecoder(STATS, label_of={"syscall": self.names.get})
+        self._reaped = 0
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -185,8 +189,36 @@ class SyscallCollector(BpfCollectorBase):
     def collect(self, ctx: CollectContext) -> Iterable[Sample | HistogramSample]:
         if self.obj is None:
             return []
+        if self._uses_hash_start():
+            self._reaped += reap_dead_threads(self.obj.map("sys_start"), ctx.proc_root)
         samples = self.decoder.decode(self.read_map(STATS.map)).samples
         return merge_abis(samples) if self.compat else samples
+
+    def _uses_hash_start(self) -> bool:
+        return any(st.variant == "hash" for st in self.signal_states())
+
+    def map_health(self) -> Sequence[MapHealth]:
+        return [dataclasses.replace(h, reaped=self._reaped) if h.map == "sys_start" else h
+                for h in super().map_health()]
+
+
+def reap_dead_threads(start_map: BpfMap, proc_root: str = "/proc") -> int:
+    """Delete sys_start entries (key pid_tgid) of threads that no longer exist.
+
+    The hash variant (kernels without task storage in tracing programs) frees an entry
+    when its call returns; a thread that dies inside a tracked call (killed while
+    parked in read or futex) never returns, and its entry would stay until the map is
+    full and every tracked call goes unmeasured. Task storage has no such leak. A tid
+    reused by a new thread keeps the old entry until that thread makes a tracked call,
+    which overwrites it. Returns the number deleted."""
+    read = start_map.read_all()
+    reaped = 0
+    for key, _ in read.items():
+        pid_tgid = int.from_bytes(key, "little")
+        tgid, tid = pid_tgid >> 32, pid_tgid & 0xFFFFFFFF
+        if not os.path.exists(f"{proc_root}/{tgid}/task/{tid}") and start_map.delete(key):
+            reaped += 1
+    return reaped
 
 
 def merge_abis(samples: Sequence[Sample | HistogramSample]) -> list[Sample | HistogramSample]:
