@@ -75,8 +75,10 @@ class SchedTrace:
         self._handshake(ctl, ack)
 
     def _handshake(self, ctl: str, ack: str, timeout: float = 30.0) -> None:
-        """Write "enable" and read perf's "ack", never blocking on a perf that died."""
-        deadline = time.monotonic() + timeout
+        """Write "enable" and read perf's "ack", never blocking on a perf that died.
+        Inside a matrix VM (QEMU TCG; guest-tests.sh sets VM_OUT) perf's set-up of its
+        per-CPU buffers takes minutes, not seconds: four times the wait there."""
+        deadline = time.monotonic() + timeout * (4 if os.environ.get("VM_OUT") else 1)
         fd = -1
         while fd < 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:
