@@ -25,7 +25,6 @@ import signal
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
@@ -44,7 +43,6 @@ WORK_MS = 2000
 # shared test machine runs there (on a hybrid host every other process sits in the v2
 # root cgroup and competes as an equal; the holder map then names it, rightly).
 CULPRIT_NICE = -10
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def pinned(cpu: int, exe: str, mode: str, nice: int = 0) -> list[str]:

@@ -20,7 +20,6 @@ import re
 import shutil
 import signal
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -33,7 +32,6 @@ from tests.kernel.bpf_mutant import use_mutant
 from tests.kernel.cgroup_util import KernelCgroup, build_helper, make_cgroups, spawn_in
 
 WORK_MS = 1500
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_delay_ns(pid: int) -> int:
