@@ -207,6 +207,32 @@ def run_victim_culprit_bystander(collector: CpuSchedCollector) -> dict[str, obje
             "exact_bystander": exact.get(procs[3].pid, 0)}
 
 
+ORACLE_TRIES = 3
+
+
+def oracle_agrees(o: dict[str, object]) -> bool:
+    """perf's record is an oracle only where it saw the victim's whole wait: its total
+    within 10 % of schedstat's run_delay (both independent of the program under test).
+    Once in a CI run perf's replay came to 83 % of both while its share matched ours;
+    such a record is measured again rather than trusted."""
+    exact_total, run_delay = int(o["exact_total"]), int(o["run_delay"])  # type: ignore[call-overload]
+    ok = exact_total == pytest.approx(run_delay, rel=0.10)
+    if not ok:
+        print(f"perf's record saw {exact_total / 1e6:.1f} ms of waits, schedstat "
+              f"{run_delay / 1e6:.1f} ms: no oracle, measuring again")
+    return ok
+
+
+def measure(collector: CpuSchedCollector) -> dict[str, object]:
+    """run_victim_culprit_bystander until perf's record is a valid oracle (at most
+    ORACLE_TRIES runs; the test fails if none is)."""
+    for _ in range(ORACLE_TRIES):
+        o = run_victim_culprit_bystander(collector)
+        if oracle_agrees(o):
+            return o
+    pytest.fail(f"perf's record missed the victim's waits in {ORACLE_TRIES} runs")
+
+
 def check_shares(o: dict[str, object]) -> None:
     by_holder: dict[int, int] = o["by_holder"]  # type: ignore[assignment]
     runq_sum, run_delay = int(o["runq_sum"]), int(o["run_delay"])  # type: ignore[call-overload]
@@ -229,9 +255,8 @@ def check_shares(o: dict[str, object]) -> None:
     exact = int(o["exact_culprit"]) / max(int(o["exact_total"]), 1)  # type: ignore[call-overload]
     ours = by_holder.get(culprit, 0) / runq_sum
     print(f"culprit's share of the victim's wait: ours {ours:.1%}, perf {exact:.1%}")
-    assert int(o["exact_total"]) == pytest.approx(runq_sum, rel=0.10), "perf saw other waits"  # type: ignore[call-overload]
-    assert ours >= min(0.80, exact - 0.10)
-    assert ours <= exact + 0.10
+    assert ours >= min(0.80, exact - 0.10), "culprit's share below perf's"
+    assert ours <= exact + 0.10, "culprit's share above perf's"
     assert int(o["exact_bystander"]) == 0, "the bystander never ran on CPU 1"  # type: ignore[call-overload]
     assert by_holder.get(bystander, 0) <= 0.05 * runq_sum
 
@@ -242,7 +267,7 @@ def test_victims_wait_is_charged_to_the_culprit(started_collectors) -> None:  # 
     collector: CpuSchedCollector = started_collectors(CpuSchedCollector)
     (state,) = collector.signal_states()
     assert state.variant == preferred_variant()
-    check_shares(run_victim_culprit_bystander(collector))
+    check_shares(measure(collector))
 
 
 def _lacks(variant: str) -> str:
@@ -257,7 +282,7 @@ def test_holders_through_the_raw_tracepoint_variants(variant: str) -> None:
     require_root()
     collector = start_forced(CpuSchedCollector, "runqueue", variant, lambda _: _lacks(variant))
     try:
-        check_shares(run_victim_culprit_bystander(collector))
+        check_shares(measure(collector))
     finally:
         collector.close()
 
@@ -268,6 +293,6 @@ def test_turns_of_the_wrong_cgroup_are_caught(started_collectors, tmp_path, monk
     require_root()
     use_mutant("cpu_sched", "push_turn(turns, now, cg);", "push_turn(turns, now, 1);",
                tmp_path, monkeypatch)
-    o = run_victim_culprit_bystander(started_collectors(CpuSchedCollector))
-    with pytest.raises(AssertionError):
+    o = measure(started_collectors(CpuSchedCollector))
+    with pytest.raises(AssertionError, match="culprit's share below perf's"):
         check_shares(o)
