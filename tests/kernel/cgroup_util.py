@@ -152,4 +152,19 @@ def spawn_in(cg: KernelCgroup, argv: list[str], **kw: object) -> subprocess.Pope
     return subprocess.Popen(argv, preexec_fn=enter, **kw)  # type: ignore[call-overload]
 
 
+def move_in(cg: KernelCgroup, pid: int) -> None:
+    """Move a running process into `cg` (for a test that must know exactly what it
+    did before: see cpu_ns)."""
+    with open(os.path.join(cg.path, "cgroup.procs"), "w") as fh:
+        fh.write(str(pid))
+
+
+def cpu_ns(pid: int) -> int:
+    """The task's CPU time so far (schedstat's sum_exec_runtime, ns). Read before
+    move_in, it is what the task ran outside the cgroup: spawn_in's child runs a few
+    ms (50 under QEMU TCG) in the parent's cgroup before it can join its own."""
+    with open(f"/proc/{pid}/schedstat") as fh:
+        return int(fh.read().split()[0])
+
+
 PYTHON = sys.executable

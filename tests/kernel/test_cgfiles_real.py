@@ -39,7 +39,14 @@ from kpodmetrics.collectors.files import volumes as fs
 from kpodmetrics.pods.owner import CgroupRef, Owner
 from kpodmetrics.samples import HistogramSample, Labels, Sample
 from tests.conftest import require, require_root
-from tests.kernel.cgroup_util import PYTHON, KernelCgroup, make_cgroups, spawn_in
+from tests.kernel.cgroup_util import (
+    PYTHON,
+    KernelCgroup,
+    cpu_ns,
+    make_cgroups,
+    move_in,
+    spawn_in,
+)
 
 pytestmark = pytest.mark.kernel
 HOST_PID = os.getpid()
@@ -243,22 +250,39 @@ SPIN = r"""
 import os, sys, time
 if len(sys.argv) > 2:
     os.sched_setaffinity(0, {int(sys.argv[2])})
+print("ready", flush=True)
+sys.stdin.readline()
 end = time.process_time() + float(sys.argv[1])
 while time.process_time() < end:
     pass
 with open("/proc/self/schedstat") as fh:
     print(fh.read().split()[1], flush=True)
+sys.stdin.readline()
 """
-
+"""Spins argv[1] s of CPU (pinned to CPU argv[2] if given) between two lines on stdin,
+then prints its run_delay (ns) and blocks again: its waits end where it says, and
+nothing it does after that (print, interpreter teardown) competes for the CPU before
+the test has read the cgroup's files."""
 
 def test_cpustat_usage_matches_rusage_and_idle_stays_zero() -> None:
     require_root()
     with make_cgroups("busy", "idle") as (busy, idle):
-        proc = spawn_in(busy, [PYTHON, "-c", SPIN, "0.4"], stdout=subprocess.DEVNULL)
+        # started outside the cgroup and moved in while it blocks: its CPU time before
+        # the move (fork, interpreter start-up: 50 ms under QEMU TCG) is known exactly
+        proc = subprocess.Popen([PYTHON, "-c", SPIN, "0.4"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        outside = cpu_ns(proc.pid) / 1e9
+        move_in(busy, proc.pid)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        proc.stdout.readline()
+        proc.stdin.close()  # the last readline returns: it exits
         _, status, rusage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         assert proc.returncode == 0
-        oracle = rusage.ru_utime + rusage.ru_stime
+        oracle = rusage.ru_utime + rusage.ru_stime - outside
         got, errors = collect(cpustat.CpuStatCollector(), [ref_of(busy), ref_of(idle)])
         assert errors == {}
         usage = got[("kpod_cpu_usage_seconds_total", busy.id, ())]
@@ -277,13 +301,19 @@ def test_pressure_cpu_some_bounded_by_run_queue_waits() -> None:
         col = pressure.PressureCollector()
         before, errors = collect(col, [ref_of(cg), ref_of(idle)])
         assert errors == {}
-        spinners = [spawn_in(cg, [PYTHON, "-c", SPIN, "0.5", str(cpu)], stdout=subprocess.PIPE,
-                             text=True) for _ in range(2)]
-        waits = []
+        spinners = [spawn_in(cg, [PYTHON, "-c", SPIN, "0.5", str(cpu)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True) for _ in range(2)]
         for p in spinners:
-            out, _ = p.communicate(timeout=30)
-            waits.append(int(out.strip()) / 1e9)
+            assert p.stdout is not None and p.stdout.readline() == "ready\n"
+        for p in spinners:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        # each reports its waits, then blocks: PSI is read while neither is runnable
+        waits = [int(p.stdout.readline().strip()) / 1e9 for p in spinners if p.stdout]
         after, errors = collect(col, [ref_of(cg), ref_of(idle)])
+        for p in spinners:
+            p.communicate(input="", timeout=30)
         assert errors == {}
         key = ("kpod_pressure_cpu_waiting_seconds_total", cg.id, ())
         some = after[key] - before[key]

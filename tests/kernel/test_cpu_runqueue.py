@@ -39,6 +39,12 @@ def run_delay_ns(pid: int) -> int:
         return int(fh.read().split()[1])
 
 
+def run_count(pid: int) -> int:
+    """Times the task was switched in (schedstat's pcount): each follows one wait."""
+    with open(f"/proc/{pid}/schedstat") as fh:
+        return int(fh.read().split()[2])
+
+
 def ctx_switches(pid: int) -> tuple[int, int]:
     vol = invol = 0
     with open(f"/proc/{pid}/status") as fh:

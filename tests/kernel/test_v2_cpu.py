@@ -1,7 +1,8 @@
 """cpu.max throttling on pure cgroup v2, against the spinner's own CPU time.
 
-A helper (started in the cgroup) spins for SPIN_MS of wall time in a cgroup limited to QUOTA_US per
-PERIOD_US. Oracles: its rusage (wait4) and the wall time from its start. It can have used at most
+A helper (moved into the cgroup while it blocks) spins for SPIN_MS of wall time in a cgroup
+limited to QUOTA_US per PERIOD_US. Oracles: its rusage (wait4) less what it ran before
+the move, and the wall time from the move. It can have used at most
 one quota per elapsed period (plus one), so it must have been throttled; cpu.stat
 must say so (nr_throttled > 0, throttled_usec > 0, usage_usec covering the
 helper's rusage); and the cpustat collector exports exactly cpu.stat's values.
@@ -17,7 +18,15 @@ import pytest
 
 from kpodmetrics.collectors.files.cpu_stat import CpuStatCollector
 from tests.conftest import require_root
-from tests.kernel.cgroup_util import build_helper, make_cgroups, read_keyed, require_v2, spawn_in, write
+from tests.kernel.cgroup_util import (
+    build_helper,
+    cpu_ns,
+    make_cgroups,
+    move_in,
+    read_keyed,
+    require_v2,
+    write,
+)
 from tests.kernel.test_cgfiles_real import collect, ref_of
 
 pytestmark = pytest.mark.kernel
@@ -31,11 +40,15 @@ def test_cpu_max_throttles_and_the_collector_says_so() -> None:
     require_v2("cpu")
     with make_cgroups("limited", controllers=("cpu",)) as (cg,):
         write(cg, "cpu.max", f"{QUOTA_US} {PERIOD_US}")
-        t0 = time.monotonic()  # the helper's start-up runs under the limit too
-        p = spawn_in(cg, [build_helper("workload"), "spin", str(SPIN_MS)],
-                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        # started outside and moved in while it blocks: what it ran before the move
+        # (fork and exec, tens of ms under QEMU TCG) is not under the limit, and known
+        p = subprocess.Popen([build_helper("workload"), "spin", str(SPIN_MS)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert p.stdin is not None and p.stdout is not None
         assert p.stdout.readline() == b"ready\n"
+        outside = cpu_ns(p.pid) / 1e9
+        move_in(cg, p.pid)
+        t0 = time.monotonic()
         p.stdin.write(b"g")
         p.stdin.flush()
         assert p.stdout.readline() == b"done\n"
@@ -45,7 +58,7 @@ def test_cpu_max_throttles_and_the_collector_says_so() -> None:
         p.returncode = -9
         stat = read_keyed(cg, "cpu.stat")
         got, errors = collect(CpuStatCollector(), [ref_of(cg)])
-    cpu = ru.ru_utime + ru.ru_stime
+    cpu = ru.ru_utime + ru.ru_stime - outside
     print(f"\ncpu.max {QUOTA_US}/{PERIOD_US}: wall {wall:.2f}s, helper cpu {cpu:.3f}s, cpu.stat {stat}")
     assert errors == {}
     # the limit held: no more than one quota per elapsed period (+2 for the edges, and
