@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.bpf_owned import Tracker, still_loaded
+from tests.conftest import slow_factor
 
 _OWNED: set[int] = set()
 """Programs held by agents these helpers started (others' agents may run meanwhile)."""
@@ -57,13 +58,6 @@ class AgentProc:
                     return
             time.sleep(0.1)
         raise AssertionError("agent not ready in time")
-
-
-def slow_factor() -> float:
-    """How much longer start-up waits may be: 4 inside a matrix VM (QEMU TCG, where the
-    agent's BPF loads took 29-52 s against ~1 s on the host; guest-tests.sh sets
-    VM_OUT), 1 elsewhere."""
-    return 4.0 if os.environ.get("VM_OUT") else 1.0
 
 
 def stop_agent(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.conftest import require_root
+from tests.conftest import require_root, slow_factor
 from tests.e2e.agent_util import free_port, loaded_kpod_programs, run_agent
 from tests.kernel.cgroup_util import build_helper, make_cgroups, spawn_in
 
@@ -79,7 +79,7 @@ def test_port_in_use_is_a_clear_error() -> None:
         r = subprocess.run(
             [sys.executable, "-m", "kpodmetrics", "run", "--mode", "standalone",
              "--address", "127.0.0.1", "--port", str(agent.port)],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True, text=True, timeout=60 * slow_factor(),
         )
     assert r.returncode == 1
     assert f"cannot listen on 127.0.0.1:{agent.port}" in r.stderr

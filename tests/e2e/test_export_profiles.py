@@ -13,8 +13,8 @@ cgroup's I/O to the nearest ancestor that has it (io.stat, and with it the blkcg
 Its io.stat families then come on top of the table (docs/profiles.md: "on a pure
 cgroup v2 node each pod adds ... diskio") and are counted apart.
 
-The window is counted in the agent's collection cycles after the writer's first dd,
-not in seconds: under QEMU TCG one cycle (and one scrape of the loop) takes seconds.
+The window is counted in the agent's collection cycles after the loop's first dd and
+scrape, not in seconds: under QEMU TCG one cycle (and one scrape of the loop) takes seconds.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require, require_root
+from tests.conftest import require, require_root, slow_factor
 from tests.e2e.agent_util import AgentProc, run_agent
 from tests.kernel.cgroup_util import (
     KernelCgroup,
@@ -61,8 +61,8 @@ HOLDERS_MAX = 3 * (5 + 2)
 IO_STAT = ("kpod_disk_read_bytes_total", "kpod_disk_written_bytes_total",
            "kpod_disk_reads_total", "kpod_disk_writes_total")
 LATENCY = "kpod_disk_io_latency_seconds"
-CYCLES = 5  # collection cycles the window spans, counted from the writer's first dd
-WINDOW_DEADLINE = 120.0  # seconds; TCG: a cycle can take several
+CYCLES = 5  # collection cycles the window spans, counted from the loop's first round
+WINDOW_DEADLINE = 120.0  # seconds (x slow_factor in a VM); TCG: a cycle can take several
 CYCLE_COUNT = "kpod_collection_cycle_duration_seconds_count"
 ROW = re.compile(r"^\|\s*`(minimal|standard|comprehensive)`\s*\|\s*(\d+)\s*\|")
 
@@ -83,10 +83,12 @@ def busy_loop(cg: KernelCgroup, port: int, scratch: str) -> list[subprocess.Pope
         assert p.stdin is not None
         p.stdin.write(b"g")
         p.stdin.flush()
-    # dd first: under TCG a scrape of the agent takes seconds, the writer must not wait
+    # dd first: under TCG a scrape of the agent takes seconds, the writer must not wait;
+    # the window opens once both have completed (on 5.10 under TCG a first scrape
+    # outlasted the 5 cycles that followed the first dd)
     script = (f"while :; do dd if=/dev/zero of={scratch} bs=64k count=8 oflag=direct "
-              f"2>/dev/null && touch {scratch}.done; "
-              f"curl -s -o /dev/null http://127.0.0.1:{port}/metrics; sleep 0.1; done")
+              f"2>/dev/null; curl -s -o /dev/null http://127.0.0.1:{port}/metrics "
+              f"&& touch {scratch}.done; sleep 0.1; done")
     procs.append(spawn_in(cg, ["/bin/sh", "-c", script], stdout=subprocess.DEVNULL))
     return procs
 
@@ -111,10 +113,11 @@ def cycles(agent: AgentProc) -> float:
 
 
 def wait_window(agent: AgentProc, done: str) -> None:
-    """Until the writer has finished one dd and CYCLES collections ran after that."""
-    deadline = time.monotonic() + WINDOW_DEADLINE
+    """Until the loop has finished one dd and one scrape and CYCLES collections ran
+    after that."""
+    deadline = time.monotonic() + WINDOW_DEADLINE * slow_factor()
     while not os.path.exists(done):
-        assert time.monotonic() < deadline, "the busy loop's dd never completed"
+        assert time.monotonic() < deadline, "the busy loop's dd and scrape never completed"
         time.sleep(0.1)
     start = cycles(agent)
     while cycles(agent) < start + CYCLES:

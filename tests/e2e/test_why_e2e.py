@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from tests.conftest import require, require_root
+from tests.conftest import require, require_root, slow_factor
 from tests.e2e.agent_util import run_agent
 from tests.kernel.cgroup_util import build_helper, make_cgroups, spawn_in
 
@@ -67,12 +67,12 @@ def test_why_names_cpu_starvation_with_the_victims_own_wait() -> None:
             r = subprocess.run([sys.executable, "-m", "kpodmetrics", "why", "--cgroup",
                                 victim.rel, "--url", f"http://127.0.0.1:{agent.port}",
                                 "--window", f"{WINDOW:g}s"],
-                               capture_output=True, text=True, timeout=60)
+                               capture_output=True, text=True, timeout=60 * slow_factor())
             t1, d1 = time.monotonic(), run_delay(procs[0].pid)
             unknown = subprocess.run([sys.executable, "-m", "kpodmetrics", "why", "--cgroup",
                                       victim.rel + "-nope", "--url",
                                       f"http://127.0.0.1:{agent.port}", "--window", "1s"],
-                                     capture_output=True, text=True, timeout=60)
+                                     capture_output=True, text=True, timeout=60 * slow_factor())
         finally:
             for p in procs:
                 p.kill()

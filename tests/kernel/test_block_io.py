@@ -13,7 +13,9 @@ those operations on the file's disk:
 
 libbpf-tools' biolatency runs over the same window: it must have seen at least as
 many reads on the disk, with a median in the same power-of-two range (it
-buckets µs, we bucket ns: allowed one bucket apart). An idle cgroup stays absent.
+buckets µs, we bucket ns: allowed one bucket apart). Where biolatency's program is
+refused (it picks block_rq_* by release number; Debian's 5.10 has 5.11's), the test says
+so and io.stat alone is the oracle, with no loss allowed. An idle cgroup stays absent.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from kpodmetrics.collectors.ebpf.block_io import SIGNAL, BlockIOCollector, devno
 from tests.bpf_owned import prog_stats
 from tests.conftest import require, require_root
 from tests.kernel.cgroup_util import PYTHON, build_helper, make_cgroups, spawn_in
+from tests.kernel.test_cpu_runqueue import tracepoint_args
 
 READS, WRITES = 400, 150
 FILE_PAGES = 16384  # 64 MiB
@@ -147,6 +150,7 @@ def test_block_io_charged_to_the_submitting_cgroup() -> None:
     c.start()
     stats_fd = int(libbpf.lib().bpf_enable_stats(libbpf.BPF_STATS_RUN_TIME))
     bl: subprocess.Popen[str] | None = None
+    peer_failed: list[str] = []
     try:
         fds = c.program_fds()
         run0 = {n: prog_stats(fd) for n, fd in fds.items()}
@@ -164,9 +168,14 @@ def test_block_io_charged_to_the_submitting_cgroup() -> None:
             assert q.stdout.readline() == b"ready\n"
             if biolat:
                 bl = subprocess.Popen(["stdbuf", "-oL", biolat, "-d", name, "-F", "60", "1"],
-                                      stdout=subprocess.PIPE, text=True)
-                assert bl.stdout is not None
-                assert bl.stdout.readline().startswith("Tracing")
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                assert bl.stdout is not None and bl.stderr is not None
+                if not bl.stdout.readline().startswith("Tracing"):
+                    # the peer picks its tracepoints by release number: on Debian's
+                    # 5.10 (5.11's block_rq_* backported) its program is refused
+                    bl.wait(timeout=20)
+                    peer_failed = bl.stderr.read().strip().splitlines()[-3:]
+                    bl = None
             before = io_stat(io.path, dev)
             c.read_map("bio_stats")  # from zero
             p.stdin.write(b"g")
@@ -215,13 +224,21 @@ def test_block_io_charged_to_the_submitting_cgroup() -> None:
             for n in run0}
     print("ns/event (whole machine's I/O in the window): "
           + ", ".join(f"{n} {v:.0f}" for n, v in sorted(cost.items())))
+    assert want[0] >= READS and want[1] >= WRITES
+    assert not any(cg == idle.id for cg, _, _ in got), "the idle cgroup made no I/O"
+    require(biolat is not None, "biolatency (libbpf-tools) not installed")
+    reads, writes = by_op.get(0, 0), by_op.get(1, 0)
+    if peer_failed:
+        # no second witness on this kernel: io.stat (or the workload's count) is the
+        # oracle, exactly
+        print(f"biolatency cannot run on this kernel ({' | '.join(peer_failed)}): "
+              "no cross-check of losses or latencies")
+        assert (reads, writes) == (want[0], want[1])
+        return
     rows = biolatency_direct_reads(bl_text)
     theirs = sum(n for *_, n in rows)
     print(f"biolatency plain reads on {name} in the window: {theirs}")
-    assert want[0] >= READS and want[1] >= WRITES
-    require(biolat is not None, "biolatency (libbpf-tools) not installed")
     assert theirs, f"biolatency saw no plain reads on {name}:\n{bl_text}"
-    reads, writes = by_op.get(0, 0), by_op.get(1, 0)
     if (reads, writes) != (want[0], want[1]):
         # Seen only on the shared build host (6.18, a virtio disk every helper's VM
         # writes to): now and then block_rq_complete does not fire for a request. That
@@ -231,7 +248,6 @@ def test_block_io_charged_to_the_submitting_cgroup() -> None:
         assert want[0] - reads <= want[0] // 100 and want[1] - writes <= want[1] // 100
         assert theirs <= reads + sum(others.values()), \
             "we lost completions that biolatency saw: the loss is ours"
-    assert not any(cg == idle.id for cg, _, _ in got), "the idle cgroup made no I/O"
     read_slots = tuple(int(x) for x in mine[next(d for d, op in mine if op == 0), 0].latency.slots)
     ours_med, theirs_med = median_exponent_ours(read_slots), median_exponent_us(rows)
     print(f"biolatency reads on {name}: {theirs} (ours: {by_op[0]} of this cgroup); "
@@ -246,8 +262,9 @@ def test_forced_old_variant_is_refused_with_its_reason_on_newer_kernels() -> Non
     the verifier must refuse them (else they would read garbage), leaving the forced
     signal dark with the verifier's reason, not falling back silently."""
     require_root()
-    release = tuple(int(x) for x in re.findall(r"\d+", os.uname().release)[:2])
-    require(release >= (5, 11), f"kernel {os.uname().release} has the <= 5.10 tracepoints")
+    if tracepoint_args("block_rq_issue") > 1:
+        pytest.skip(f"kernel {os.uname().release} has the two-argument block_rq_* "
+                    "tracepoints of <= 5.10: the old variant is this kernel's own")
     opts = LoadOptions(signals=(SIGNAL,), forced_variants={"blockio": "tp_btf_5_10"})
     try:
         obj = BpfObject("bio", opts=opts).load()

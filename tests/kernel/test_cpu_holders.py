@@ -32,7 +32,7 @@ from kpodmetrics.bpf.maps import u64_key
 from kpodmetrics.bpf.mapspec import MapDecoder
 from kpodmetrics.bpf.structs import KpodCpuStats
 from kpodmetrics.collectors.ebpf.runqueue import HOLDERS, CpuSchedCollector
-from tests.conftest import require, require_root
+from tests.conftest import require, require_root, slow_factor
 from tests.kernel.bpf_mutant import use_mutant
 from tests.kernel.cgroup_util import build_helper, make_cgroups, spawn_in
 from tests.kernel.test_cpu_runqueue import (
@@ -57,11 +57,6 @@ def pinned(cpu: int, exe: str, mode: str, nice: int = 0) -> list[str]:
 _SWITCH = re.compile(r"\[(\d+)\]\s+([\d.]+): sched:sched_switch: .*prev_pid=(\d+) "
                      r"prev_prio=\d+ prev_state=(\S+) ==> .*next_pid=(\d+)")
 _WAKEUP = re.compile(r"\[(\d+)\]\s+([\d.]+): sched:sched_wakeup: .*pid=(\d+) ")
-
-
-def _slow() -> float:
-    """4 inside a matrix VM (QEMU TCG; guest-tests.sh sets VM_OUT), else 1."""
-    return 4.0 if os.environ.get("VM_OUT") else 1.0
 
 
 class SchedTrace:
@@ -91,7 +86,7 @@ class SchedTrace:
             self.proc.wait()
             self.proc = subprocess.Popen(["perf", "record", "-q", "-a", "-m", "16M", *events],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            time.sleep(5.0 * _slow())
+            time.sleep(5.0 * slow_factor())
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode() if self.proc.stderr else ""
                 pytest.fail(f"perf record did not start: {err.strip()[:500]}")
@@ -99,7 +94,7 @@ class SchedTrace:
     def _handshake(self, ctl: str, ack: str, timeout: float = 30.0) -> bool:
         """Write "enable" and read perf's "ack", never blocking on a perf that died;
         False when perf is alive but sent no ack in time."""
-        deadline = time.monotonic() + timeout * _slow()
+        deadline = time.monotonic() + timeout * slow_factor()
         fd = -1
         while fd < 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -132,7 +127,7 @@ class SchedTrace:
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGINT)
-        self.proc.communicate(timeout=60 * _slow())
+        self.proc.communicate(timeout=60 * slow_factor())
 
     def waits_by_runner(self, victim: int, cpu: int) -> dict[int, int]:
         """ns of the victim's waits (wake-up or preemption -> switch-in, on `cpu`)

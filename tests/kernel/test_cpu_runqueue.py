@@ -107,19 +107,26 @@ def start(cg: KernelCgroup, exe: str, mode: str) -> subprocess.Popen[bytes]:
 BTF_KIND_PTR, BTF_KIND_FUNC_PROTO = 2, 13
 
 
-def sched_switch_args() -> int:
-    """Arguments of the sched_switch tracepoint, from the kernel's own BTF: the
-    func_proto behind typedef btf_trace_sched_switch, minus its leading `void *`."""
+def tracepoint_args(name: str) -> int:
+    """Arguments of a raw tracepoint, from the kernel's own BTF: the func_proto behind
+    typedef btf_trace_<name>, minus its leading `void *`. Distribution kernels
+    backport signature changes (Debian's 5.10 has 5.11's block_rq_*), so a test's
+    precondition is this, never the release number."""
     lib, ffi = libbpf.lib(), libbpf.ffi
     btf = features._vmlinux_btf()
     assert btf != ffi.NULL, "kernel without BTF"
-    tid = int(lib.btf__find_by_name_kind(btf, b"btf_trace_sched_switch", libbpf.BTF_KIND_TYPEDEF))
-    assert tid > 0, "no btf_trace_sched_switch typedef"
+    tid = int(lib.btf__find_by_name_kind(btf, f"btf_trace_{name}".encode(),
+                                         libbpf.BTF_KIND_TYPEDEF))
+    assert tid > 0, f"no btf_trace_{name} typedef"
     t = lib.btf__type_by_id(btf, lib.btf__type_by_id(btf, tid).type)  # typedef -> pointer
     assert (t.info >> 24) & 0x1F == BTF_KIND_PTR
     proto = lib.btf__type_by_id(btf, t.type)
     assert (proto.info >> 24) & 0x1F == BTF_KIND_FUNC_PROTO
     return int(proto.info & 0xFFFF) - 1
+
+
+def sched_switch_args() -> int:
+    return tracepoint_args("sched_switch")
 
 
 def preferred_variant() -> str:

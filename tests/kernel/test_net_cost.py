@@ -21,6 +21,7 @@ from kpodmetrics.collectors.ebpf.tcp import NetTcpCollector
 from tests.bpf_owned import prog_stats as run_stats
 from tests.conftest import require_root
 from tests.kernel.cgroup_util import build_helper, make_cgroups
+from tests.kernel.cost_util import syscall_unit_ns
 from tests.kernel.test_net_tcp import (
     Peer,
     input_drop,
@@ -32,8 +33,11 @@ from tests.kernel.test_net_tcp import (
     start_server,
 )
 
-# a generous ceiling: per-event work is a handful of loads, one lookup, a few atomics
-CEILING_NS = 2000
+# A generous ceiling in units of a bare syscall (cost_util): per-event work is a
+# handful of loads, one lookup, a few atomics. Host: 1-1.6 units per packet; 6.1 under
+# TCG, the fexit variant 2.6; 5.10 under TCG, the same fexit program 18.7 (its
+# trampoline stats count time the preemptible program spent off the CPU, we think).
+CEILING_UNITS = 25
 
 
 @contextlib.contextmanager
@@ -108,13 +112,17 @@ def measure() -> dict[str, tuple[int, int]]:
 @pytest.mark.kernel
 def test_every_program_runs_and_stays_cheap() -> None:
     require_root()
+    unit = syscall_unit_ns()
     got = measure()
+    print(f"\nbare syscall {unit:.0f} ns; " + ", ".join(
+        f"{n} {ns / max(ev, 1) / unit:.1f} units ({ev} events)" for n, (ev, ns) in sorted(got.items())))
     for name, (events, ns) in got.items():
         assert events > 0, f"{name} never ran"
         # the ceiling is for the per-packet hooks; a hook that ran twice (SYN-ACK
         # retransmits) measures cold caches, not its steady cost
         if events >= 1000:
-            assert ns / events < CEILING_NS, f"{name}: {ns / events:.0f} ns/event"
+            assert ns / events < CEILING_UNITS * unit, \
+                f"{name}: {ns / events:.0f} ns/event, a bare syscall {unit:.0f} ns"
 
 
 if __name__ == "__main__":

@@ -134,8 +134,9 @@ def test_memory_max_oom_kill_counted_by_files_and_ebpf() -> None:
     mem = MemCollector()
     mem.start()
     try:
-        status = {p.program: p for p in mem.programs()}
-        assert status["kpod_mark_victim"].attached, status["kpod_mark_victim"].reason
+        oom = {s.signal.name: s for s in mem.signal_states()}["oom_kills"]
+        assert oom.available, oom.reason  # whichever variant this kernel takes
+        print(f"\noom_kills through variant {oom.variant} ({oom.programs})")
         with make_cgroups("oom", controllers=("memory",)) as (cg,):
             write(cg, "memory.max", str(32 * MIB))
             if os.path.exists(os.path.join(cg.path, "memory.swap.max")):

@@ -11,7 +11,7 @@ from kpodmetrics.collectors.files.support.formats import (
     parse_psi,
     parse_single,
 )
-from kpodmetrics.collectors.files.support.mountinfo import parse_mountinfo
+from kpodmetrics.collectors.files.support.mountinfo import parse_mountinfo, visible_mounts
 from kpodmetrics.collectors.files.support.netdev import IfaceCounters, parse_net_dev
 
 from .test_cgfiles_helpers import FIXTURES
@@ -102,6 +102,38 @@ def test_mountinfo_fields_and_escapes() -> None:
     assert by_mp["/mnt/nfs"].source == "10.0.0.5:/export"
     assert by_mp["/dev/pts"].fstype == "devpts"  # "master:1" optional field handled
     assert parse_mountinfo(b"1 2 3:4 / /x rw - \n").malformed == 1  # no fs type/source
+
+
+# a 6.1 matrix VM's table, cut down: ext4 on top of a tmpfs at /var/tmp, an overlay at
+# /usr over one at /usr/lib; and a host's: / listed after /dev, its child (tucked)
+SHADOWED = b"""\
+76 1 0:21 / / rw - 9p /dev/root rw
+93 76 0:28 / /usr/lib rw - overlay overlay rw
+97 76 0:40 / /usr rw - overlay overlay rw
+98 76 0:43 / /var rw - tmpfs tmpfs rw
+100 98 0:55 / /var/tmp rw - tmpfs tmpfs rw
+101 100 254:0 / /var/tmp rw - ext4 /dev/vda rw
+102 98 0:56 / /var/lib/private rw - tmpfs tmpfs rw
+109 101 0:59 / /var/tmp/out rw - 9p out rw
+"""
+TUCKED = b"""\
+24 27 0:6 / /dev rw - devtmpfs devtmpfs rw
+25 24 0:23 / /dev/shm rw - tmpfs tmpfs rw
+27 1 254:0 / / rw - ext4 /dev/vda rw
+30 25 0:27 / /dev/shm rw - tmpfs tmpfs rw
+"""
+
+
+def test_mounts_hidden_by_a_later_mount_at_or_above_them_are_not_visible() -> None:
+    mounts = parse_mountinfo(SHADOWED).mounts
+    assert [m.mount_id for m in visible_mounts(mounts)] == [76, 97, 98, 101, 102, 109]
+    # / is listed after /dev, its child: tucked beneath, not on top; /dev/shm has a
+    # second tmpfs on top of it
+    mounts = parse_mountinfo(TUCKED).mounts
+    assert [m.mount_id for m in visible_mounts(mounts)] == [24, 27, 30]
+    assert visible_mounts(parse_mountinfo(SHADOWED + b"110 1 254:1 / / rw - ext4 x rw\n")
+                          .mounts)[0].mount_id == 110  # a new root hides every other
+    assert visible_mounts([]) == []
 
 
 # -- fuzzing: any bytes never raise; garbage added to a valid file changes nothing

@@ -19,7 +19,10 @@ The host is `<proc_root>/1` unless another `host_pid` is given. If its namespace
 cannot be read nothing is reported and one error is counted per cycle: without it
 every node disk could pass for a pod volume.
 
-A device (major:minor) is reported once per pod under its smallest mountpoint, and
+Only mounts a process of the pod can reach count (support/mountinfo.visible_mounts: a
+mount hidden by a later one at or above its mount point is skipped; a device seen only
+there is not reported). A device (major:minor) is reported once per pod under its
+smallest visible mountpoint, and
 the statvfs result is used only when the path still is that device (a container
 could swap a parent directory for a symlink; we never report a host path by mistake).
 
@@ -39,7 +42,11 @@ from kpodmetrics import families
 from kpodmetrics.collectors.base import CollectContext
 from kpodmetrics.collectors.files.support.collector import FileCollector
 from kpodmetrics.collectors.files.support.files import read_bounded
-from kpodmetrics.collectors.files.support.mountinfo import Mount, parse_mountinfo
+from kpodmetrics.collectors.files.support.mountinfo import (
+    Mount,
+    parse_mountinfo,
+    visible_mounts,
+)
 from kpodmetrics.collectors.files.support.procs import (
     host_pid,
     ns_inode,
@@ -212,7 +219,7 @@ class FsCollector(FileCollector):
                 parsed = parse_mountinfo(data)
                 if parsed.malformed:
                     ctx.count_error(self.name, parsed.malformed)
-                for m in parsed.mounts:
+                for m in visible_mounts(parsed.mounts):
                     if not is_pod_volume(m, excluded):
                         continue
                     prev = volumes.get(m.dev)

@@ -76,3 +76,41 @@ def parse_mountinfo(data: bytes) -> MountInfo:
             )
         )
     return out
+
+
+def _self_and_ancestors(path: str) -> list[str]:
+    """"/a/b" -> ["/a/b", "/a", "/"]."""
+    out = [path]
+    while path != "/":
+        path = path.rsplit("/", 1)[0] or "/"
+        out.append(path)
+    return out
+
+
+def visible_mounts(mounts: list[Mount]) -> list[Mount]:
+    """The mounts a path lookup in this namespace can reach, in table order.
+
+    A mount is hidden when one listed after it (the table is in attachment order) sits
+    at its mount point or above it, unless that one is among its own parents (a
+    propagated mount tucked beneath it). Seen in the matrix VMs: ext4 mounted over a
+    tmpfs at /var/tmp, an overlay at /usr over one at /usr/lib; a statvfs through the
+    path measures the mount on top, never the hidden one, which no process of the
+    namespace can use either. Linear in the table (times path depth).
+    """
+    by_id = {m.mount_id: m for m in mounts}
+    later: dict[str, list[int]] = {}  # mount point -> ids of mounts listed after
+    hidden: set[int] = set()
+    for i in range(len(mounts) - 1, -1, -1):
+        m = mounts[i]
+        above = [mid for path in _self_and_ancestors(m.mountpoint.rstrip("/") or "/")
+                 for mid in later.get(path, ())]
+        if above:
+            parents: set[int] = set()
+            p = by_id.get(m.parent_id)
+            while p is not None and p.mount_id not in parents:
+                parents.add(p.mount_id)
+                p = by_id.get(p.parent_id)
+            if any(mid not in parents for mid in above):
+                hidden.add(i)
+        later.setdefault(m.mountpoint.rstrip("/") or "/", []).append(m.mount_id)
+    return [m for i, m in enumerate(mounts) if i not in hidden]
