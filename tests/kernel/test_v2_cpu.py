@@ -62,8 +62,12 @@ def test_cpu_max_throttles_and_the_collector_says_so() -> None:
     print(f"\ncpu.max {QUOTA_US}/{PERIOD_US}: wall {wall:.2f}s, helper cpu {cpu:.3f}s, cpu.stat {stat}")
     assert errors == {}
     # the limit held: no more than one quota per elapsed period (+2 for the edges, and
-    # 5 % for the slice the kernel hands out before it checks the quota)
-    assert cpu <= (wall * 1e6 / PERIOD_US + 2) * QUOTA_US / 1e6 * 1.05
+    # 5 % for the slice the kernel hands out before it checks the quota). Elapsed by
+    # our clock or by the kernel's count of periods, whichever is more: in the 5.10 VM
+    # under QEMU TCG the guest's clocks disagree (20 periods and 1.59 s throttled in a
+    # 1.50 s wall time), and the quota is refilled by the kernel's period timer
+    periods = max(wall * 1e6 / PERIOD_US, stat["nr_periods"])
+    assert cpu <= (periods + 2) * QUOTA_US / 1e6 * 1.05
     assert stat["nr_throttled"] > 0 and stat["throttled_usec"] > 0
     assert stat["nr_throttled"] <= stat["nr_periods"]
     assert stat["usage_usec"] >= cpu * 1e6 * 0.95
