@@ -261,6 +261,7 @@ def test_bytes_and_connections_charged_to_socket_owners(collector_factory, fam, 
     with netns() as ns, make_cgroups("client", "server", "idle") as (cli_cg, srv_cg, idle):
         p = port()
         srv = start_server(srv_cg, ns, fam, p, k, "echo")
+        before = netns_counters(ns)
         c.read_map("tcp_stats")  # snap-and-reset: start from zero
         cli = start_client(cli_cg, ns, fam, p, k)
         assert srv.line() == "accepted"
@@ -279,7 +280,7 @@ def test_bytes_and_connections_charged_to_socket_owners(collector_factory, fam, 
         assert cli.wait() == 0 and srv.wait() == 0
         collect_until(c, totals, lambda: totals.get(CLOSED.name, cli_cg) >= k
                       and totals.get(CLOSED.name, srv_cg) >= k)
-        totals.add(list(c.collect(CTX)))
+        after = settled_counters(c, totals, ns)
 
     # bytes: exact, on the owner of each socket, both directions
     assert totals.get(SENT.name, cli_cg) == nbytes
@@ -297,9 +298,15 @@ def test_bytes_and_connections_charged_to_socket_owners(collector_factory, fam, 
     assert totals.get(CLOSED.name, srv_cg) == k  # the listener's own close is not a connection
     assert totals.get(ACTIVE.name, cli_cg) == 0
     assert totals.get(ACTIVE.name, srv_cg) == 0
-    # no loss on loopback: nothing retransmitted
-    assert totals.retrans(cli_cg) == 0
-    assert totals.retrans(srv_cg) == 0
+    # no drops on loopback, yet a timer can still fire (a loss probe or an RTO when the
+    # peer is slow to ACK: seen once on a fresh CI machine and once in the 6.1 VM, 1
+    # segment): whatever was retransmitted is what the namespace's RetransSegs counted
+    # (less sends the local stack failed, TCPRetransFail, which are not on the wire)
+    retrans = after["Tcp.RetransSegs"] - before["Tcp.RetransSegs"]
+    failed = after["TcpExt.TCPRetransFail"] - before["TcpExt.TCPRetransFail"]
+    got = totals.retrans(cli_cg) + totals.retrans(srv_cg)
+    print(f"\nretransmits: ours {got}, RetransSegs {retrans} (TCPRetransFail {failed})")
+    assert retrans - failed <= got <= retrans
     # RTT samples: both peers received segments
     assert sum(totals.hist[cli_cg.id]) > 0 and sum(totals.hist[srv_cg.id]) > 0
     assert idle.id not in totals.cgroups
