@@ -16,8 +16,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import require_root
-from tests.e2e.agent_util import slow_factor, stop_agent
+from tests.conftest import require_root, slow_factor
+from tests.e2e.agent_util import stop_agent
 from tests.k8s_api_server import FakeApiServer, make_pod
 from tests.kernel.cgroup_util import make_cgroups
 

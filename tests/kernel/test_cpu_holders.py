@@ -129,15 +129,15 @@ class SchedTrace:
         self.proc.send_signal(signal.SIGINT)
         self.proc.communicate(timeout=60 * slow_factor())
 
-    def waits_by_runner(self, victim: int, cpu: int) -> dict[int, int]:
+    def waits_by_runner(self, victim: int, cpu: int) -> tuple[dict[int, int], int]:
         """ns of the victim's waits (wake-up or preemption -> switch-in, on `cpu`)
-        during which each pid ran on `cpu` (pid 0: idle)."""
+        during which each pid ran on `cpu` (pid 0: idle), and how many waits ended."""
         out = subprocess.run(["perf", "script", "-i", self.path, "-F", "cpu,time,event,trace",
                               "--ns", "--show-lost-events"], capture_output=True, text=True,
                              check=True).stdout
         assert "LOST" not in out, "perf lost events: its record is no oracle"
         runner, since = -1, 0
-        self.waits = 0
+        waits = 0
         waiting_since: int | None = None
         by: dict[int, int] = {}
         for line in out.splitlines():
@@ -151,7 +151,7 @@ class SchedTrace:
                     by[runner] = by.get(runner, 0) + t - max(since, waiting_since)
                 if nxt == victim:
                     if waiting_since is not None:
-                        self.waits += 1
+                        waits += 1
                     waiting_since = None
                 if prev == victim and state.startswith("R"):
                     waiting_since = t  # preempted: waits again from now
@@ -161,7 +161,7 @@ class SchedTrace:
             if w is not None and int(w[3]) == victim and waiting_since is None:
                 waiting_since = int(w[2].replace(".", ""))
                 since = max(since, waiting_since)  # the runner's part counts from here
-        return by
+        return by, waits
 
 
 def run_victim_culprit_bystander(collector: CpuSchedCollector) -> dict[str, object]:
@@ -194,7 +194,7 @@ def run_victim_culprit_bystander(collector: CpuSchedCollector) -> dict[str, obje
             run_delay = run_delay_ns(procs[0].pid) - base
             turns = run_count(procs[0].pid) - base_turns
             trace.stop()
-            exact = trace.waits_by_runner(procs[0].pid, 1)
+            exact, exact_waits = trace.waits_by_runner(procs[0].pid, 1)
             holders = MapDecoder(HOLDERS).decode(collector.read_map(HOLDERS.map)).raw
             stats = {u64_key(k): KpodCpuStats.from_buffer_copy(v)
                      for k, v in collector.read_map("cpu_stats").items()}
@@ -210,7 +210,7 @@ def run_victim_culprit_bystander(collector: CpuSchedCollector) -> dict[str, obje
     return {"by_holder": by_holder, "runq_sum": st.runq.sum if st else 0,
             "runq_count": st.runq.count if st else 0, "run_delay": run_delay,
             "turns": turns, "culprit": culprit.id, "bystander": bystander.id, "victim": victim.id,
-            "exact_total": sum(exact.values()), "exact_waits": trace.waits,
+            "exact_total": sum(exact.values()), "exact_waits": exact_waits,
             "exact_culprit": sum(exact.get(p.pid, 0) for p in procs[1:3]),
             "exact_bystander": exact.get(procs[3].pid, 0)}
 

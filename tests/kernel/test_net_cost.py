@@ -20,7 +20,7 @@ from kpodmetrics.bpf import libbpf
 from kpodmetrics.collectors.ebpf.tcp import NetTcpCollector
 from tests.bpf_owned import prog_stats as run_stats
 from tests.conftest import require_root
-from tests.kernel.cgroup_util import build_helper, make_cgroups
+from tests.kernel.cgroup_util import KernelCgroup, build_helper, make_cgroups
 from tests.kernel.cost_util import syscall_unit_ns
 from tests.kernel.test_net_tcp import (
     Peer,
@@ -52,52 +52,39 @@ def bpf_stats() -> Iterator[None]:
 
 
 
+def session(ns: str, cgs: tuple[KernelCgroup, KernelCgroup], fam: int, p: int, k: int,
+            mode: str, *cmds: str) -> None:
+    """A server (`mode`) and a client with `k` connections; the client runs `cmds`,
+    closes, and both exit."""
+    cli_cg, srv_cg = cgs
+    srv = start_server(srv_cg, ns, fam, p, k, mode)
+    cli = start_client(cli_cg, ns, fam, p, k)
+    assert srv.line() == "accepted"
+    for cmd in (*cmds, "close"):
+        cli.cmd(cmd)
+    srv.line()
+    cli.wait()
+    srv.wait()
+
+
 def traffic() -> None:
     """Bulk echo, ping-pong, IPv6 echo and sendfile, refused connects, lossy bulk, lost
     handshake ACKs (private netns)."""
-    with netns() as ns, make_cgroups("client", "server") as (cli_cg, srv_cg):
+    with netns() as ns, make_cgroups("client", "server") as cgs:
+        cli_cg, srv_cg = cgs
         p = port()
-        srv = start_server(srv_cg, ns, 4, p, 20, "echo")
-        cli = start_client(cli_cg, ns, 4, p, 20)
-        assert srv.line() == "accepted"
-        cli.cmd("sendecho 50000000")
-        cli.cmd("ping 20000")
-        cli.cmd("close")
-        srv.line()
-        cli.wait()
-        srv.wait()
+        session(ns, cgs, 4, p, 20, "echo", "sendecho 50000000", "ping 20000")
         # IPv6 and sendfile: where the fexit variant runs (before 6.3) their handlers
         # are programs of their own (inet6_sendmsg/recvmsg, inet_sendpage)
-        srv = start_server(srv_cg, ns, 6, p, 1, "echo")
-        cli = start_client(cli_cg, ns, 6, p, 1)
-        assert srv.line() == "accepted"
-        cli.cmd("sendecho 5000000")
-        cli.cmd("close")
-        srv.line()
-        cli.wait()
-        srv.wait()
-        srv = start_server(srv_cg, ns, 4, p, 1, "sink")  # nothing echoed back unread
-        cli = start_client(cli_cg, ns, 4, p, 1)
-        assert srv.line() == "accepted"
-        cli.cmd("sendfile 5000000")
-        cli.cmd("close")
-        srv.line()
-        cli.wait()
-        srv.wait()
+        session(ns, cgs, 6, p, 1, "echo", "sendecho 5000000")
+        session(ns, cgs, 4, p, 1, "sink", "sendfile 5000000")  # nothing echoed back unread
         for _ in range(20):
             r = Peer(cli_cg, [build_helper("tcp_peer"), "refused", f"/run/netns/{ns}", "4",
                               str(p + 1)])
             r.line()
             r.wait()
         with input_drop(ns, p, 10):
-            srv = start_server(srv_cg, ns, 4, p, 1, "sink")
-            cli = start_client(cli_cg, ns, 4, p, 1)
-            srv.line()
-            cli.cmd("send 20000000")
-            cli.cmd("close")
-            srv.line()
-            cli.wait()
-            srv.wait()
+            session(ns, cgs, 4, p, 1, "sink", "send 20000000")
         # SYN-ACK retransmits: lose the handshake ACK until the server has resent once
         srv = start_server(srv_cg, ns, 4, p, 1, "sink")
         with input_rule(ns, "tcp", "dport", str(p), "tcp", "flags", "!=", "syn", "drop"):
