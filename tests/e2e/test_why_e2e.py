@@ -7,8 +7,11 @@ near 0.03 s/s on 6.18, a figure too small to compare against schedstat under noi
 Oracle for the figure: the victim's own run-queue delay from /proc/<pid>/schedstat,
 as a rate over a window bracketing why's (both are steady-state rates, so the
 alignment of the agent's cycles with the window does not matter beyond noise).
-Where the agent exports the holder family, the culprit must be named first with at
-least 80 % of the wait and the bystander at most 5 %.
+Where the agent exports the holder family, the culprit must be named first, its share
+of the wait within 15 points of schedstat's (the victim spins, so whenever the culprit
+runs on CPU 1 the victim waits: the culprit's CPU time over the victim's run_delay), and
+the bystander at most 5 %. The share is measured, not assumed: in the 6.1 VM the agent
+and the test's own processes (the root cgroup) held 21 % of CPU 1 against the culprit.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import pytest
 
 from tests.conftest import require, require_root, slow_factor
 from tests.e2e.agent_util import run_agent
-from tests.kernel.cgroup_util import build_helper, make_cgroups, spawn_in
+from tests.kernel.cgroup_util import build_helper, cpu_ns, make_cgroups, spawn_in
 
 pytestmark = pytest.mark.e2e
 
@@ -63,12 +66,21 @@ def test_why_names_cpu_starvation_with_the_victims_own_wait() -> None:
                 p.stdin.write(b"g")
                 p.stdin.flush()
             time.sleep(2.0)  # the agent has seen a full cycle of the steady state
+            why = subprocess.Popen([sys.executable, "-m", "kpodmetrics", "why", "--cgroup",
+                                    victim.rel, "--url", f"http://127.0.0.1:{agent.port}",
+                                    "--window", f"{WINDOW:g}s"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            # the oracle's window opens when why has read the agent once (it says so):
+            # why's own start-up runs on CPU 1 too, in the root cgroup, outside why's
+            # window (bracketing it too, the 6.1 VM's oracle said 63 % against why's 77 %)
+            assert why.stderr is not None
+            said = why.stderr.readline()
             t0, d0 = time.monotonic(), run_delay(procs[0].pid)
-            r = subprocess.run([sys.executable, "-m", "kpodmetrics", "why", "--cgroup",
-                                victim.rel, "--url", f"http://127.0.0.1:{agent.port}",
-                                "--window", f"{WINDOW:g}s"],
-                               capture_output=True, text=True, timeout=60 * slow_factor())
+            c0 = sum(cpu_ns(p.pid) for p in procs[1:3])
+            out, rest = why.communicate(timeout=60 * slow_factor())
             t1, d1 = time.monotonic(), run_delay(procs[0].pid)
+            c1 = sum(cpu_ns(p.pid) for p in procs[1:3])
+            r = subprocess.CompletedProcess(why.args, why.returncode, out, said + rest)
             unknown = subprocess.run([sys.executable, "-m", "kpodmetrics", "why", "--cgroup",
                                       victim.rel + "-nope", "--url",
                                       f"http://127.0.0.1:{agent.port}", "--window", "1s"],
@@ -79,6 +91,7 @@ def test_why_names_cpu_starvation_with_the_victims_own_wait() -> None:
                 p.wait()
     print("\n" + r.stdout + r.stderr)
     assert r.returncode == 0, r.stderr
+    assert said.startswith("kpod-metrics why: read http://127.0.0.1:"), said
     lines = r.stdout.splitlines()
     m = re.match(r"why (\S+): ([\d.]+) s between two reads", lines[0])
     assert m and m[1] == victim.rel, lines[0]
@@ -99,7 +112,14 @@ def test_why_names_cpu_starvation_with_the_victims_own_wait() -> None:
                       re.findall(r"(\S+) (\d+)%", first.split("behind:", 1)[1]))
         top = re.search(r"behind: (\S+) ", first)
         assert top and top[1] == culprit.rel, first
-        assert shares[culprit.rel] >= 0.80, first
+        held = min((c1 - c0) / max(d1 - d0, 1), 1.0)
+        print(f"culprit's share of the wait: why {shares[culprit.rel]:.0%}, schedstat {held:.0%}")
+        assert held > 0.5, "precondition: the culprit holds CPU 1 most of the victim's wait"
+        # 15 points: why's figures move once per agent cycle (1 s), so its window and
+        # the oracle's differ by up to a cycle at each end, where why's own reads and
+        # the agent's render run in the root cgroup (6.1 VM: 77 vs 63 % bracketing
+        # why's start-up too, 73 vs 65 % without it; host 100 vs 99 %)
+        assert shares[culprit.rel] == pytest.approx(held, abs=0.15), first
         assert shares.get(bystander.rel, 0.0) <= 0.05, first
     else:
         assert "kpod_cpu_runqueue_wait_by_holder_seconds_total" in r.stdout, \

@@ -220,14 +220,16 @@ ORACLE_TRIES = 3
 
 def oracle_agrees(o: dict[str, object]) -> bool:
     """perf's record is an oracle only where it saw the victim's waits: as many as
-    schedstat's turns (within 2 %) and its total within 20 % of schedstat's run_delay
-    (both independent of the program under test). In loaded CI runs perf's replay came
-    to 83-89 % of run_delay three times in a row while its share matched ours; a record
-    short of that, or missing waits, is measured again rather than trusted."""
+    schedstat's turns (within 5 %, the tolerance the histogram's count gets too) and its
+    total within 20 % of schedstat's run_delay (both independent of the program under
+    test). In loaded CI runs perf's replay came to 83-89 % of run_delay three times in a
+    row while its share matched ours, and once 2.9-3.8 % fewer waits than turns in three
+    runs with its total within 2 %; a record short of that is measured again rather than
+    trusted."""
     exact_total, run_delay = int(o["exact_total"]), int(o["run_delay"])  # type: ignore[call-overload]
     waits, turns = int(o["exact_waits"]), int(o["turns"])  # type: ignore[call-overload]
     ok = exact_total == pytest.approx(run_delay, rel=0.20) and \
-        waits == pytest.approx(turns, rel=0.02)
+        waits == pytest.approx(turns, rel=0.05)
     print(f"perf's record saw {exact_total / 1e6:.1f} ms in {waits} waits, schedstat "
           f"{run_delay / 1e6:.1f} ms in {turns} turns (histogram "
           f"{int(o['runq_sum']) / 1e6:.1f} ms in {o['runq_count']})"  # type: ignore[call-overload]

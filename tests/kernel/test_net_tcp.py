@@ -191,13 +191,18 @@ def settled_counters(c: NetTcpCollector, totals: Totals, ns: str,
     """The netns counters at a point the totals also reached: a collect between two
     equal reads. Orphaned sockets (FIN_WAIT after their process exited) can still
     retransmit after the last collect; comparing with a later read counted them on
-    the kernel's side only (28 against 30 RetransSegs, seen once in CI)."""
+    the kernel's side only (28 against 30 RetransSegs, seen once in CI). The kernel
+    adds to RetransSegs before it transmits and fires the tracepoint after (6.13+), so
+    a collect right after the first read can still miss a retransmit the read counted
+    (28 against 29, once): a second collect 50 ms later, with the counters unchanged
+    across both, has seen it."""
     for _ in range(tries):
         first = netns_counters(ns)
         totals.add(list(c.collect(CTX)))
+        time.sleep(0.05)
+        totals.add(list(c.collect(CTX)))
         if netns_counters(ns) == first:
             return first
-        time.sleep(0.05)
     return first
 
 

@@ -51,6 +51,10 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
         return 2
     try:
         first = fetch(args.url)
+        # said at once: the answer takes a whole window, and a caller timing its own
+        # view of the pod (a test's oracle) starts from this line
+        print(f"kpod-metrics why: read {args.url}, reading again in {args.window:g} s",
+              file=err, flush=True)
         time.sleep(args.window)
         second = fetch(args.url)
     except AgentUnreachable as exc:
