@@ -153,6 +153,21 @@ def kubernetes_pods(src: str, profile: str, n_cycles: int, n_pods: int) -> dict[
                          mode="kubernetes")
 
 
+def measure(pods: int = 110, profile: str = "standard", n_cycles: int = 5,
+            src: str | None = None) -> dict[str, dict[str, object]]:
+    """Both cases for make bench: {case: VmRSS/VmHWM KiB, or the error}."""
+    src = src or str(Path(__file__).resolve().parent.parent / "src")
+    out: dict[str, dict[str, object]] = {}
+    for name in ("standalone_idle", "kubernetes"):
+        try:
+            got = (standalone_idle(src, profile, n_cycles) if name == "standalone_idle"
+                   else kubernetes_pods(src, profile, n_cycles, pods))
+            out[name] = {**got, "pods": pods if name == "kubernetes" else 0}
+        except (RuntimeError, OSError) as exc:
+            out[name] = {"error": str(exc)[-500:]}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="benchmarks.agent_rss", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -76,21 +76,26 @@ def scale_table(scale: list[dict[str, Any]]) -> str:
     for r in scale:
         if r.get("error"):
             rows.append([str(r["cgroups"]), r["profile"], "error: " + r["error"][:60],
-                         "", "", "", "", ""])
+                         "", "", "", "", "", ""])
             continue
+        fl = r.get("floor") or {}
+        floor = (f"{fl['floor_cpu_per_cycle_s'] * 1e3:.1f} ms, {fl['opens_per_cycle']:,.0f} "
+                 f"files: x{fl['ratio']:.1f}" if fl.get("ratio") else
+                 ("error: " + str(fl["error"])[:40] if fl.get("error") else "-"))
 
         def ms(k: str, r: dict[str, Any] = r) -> str:
             v = r.get(k)
             return f"{v * 1e3:.1f}" if v is not None else "-"
 
-        rows.append([f"{r['cgroups']:,}", r["profile"], ms("cpu_per_cycle_s"),
+        rows.append([f"{r['cgroups']:,}", r["profile"], ms("cpu_per_cycle_s"), floor,
                      ms("wall_per_cycle_s"), f"{(r.get('rss_kib') or 0) / 1024:.0f}",
                      f"{r.get('startup_s', 0):.2f}",
                      f"{r.get('series', 0):,}" + (f" ({r['overflow_series']:,} overflow)"
                                                   if r.get("overflow_series") else ""),
                      ", ".join(f"{k}={v:.0f}" for k, v in (r.get("map_entries") or {}).items()
                                if v)])
-    return _md(["cgroups", "profile", "cycle CPU ms", "cycle wall ms", "RSS MiB",
+    return _md(["cgroups", "profile", "cycle CPU ms", "C floor of its files", "cycle wall ms",
+                "RSS MiB",
                 "start-up s", "series", "map entries read/cycle"], rows)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import (
+    agent_rss,
     bpfinfo,
     cgroups,
     docs,
@@ -51,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profiles", default=",".join(PROFILES))
     p.add_argument("--sizes", default="", help="cgroup counts for the scale phase")
     p.add_argument("--skip", default="",
-                   help="phases to skip: slowdown,kernel,scale,export,soak")
+                   help="phases to skip: slowdown,kernel,scale,rss,export,soak")
     p.add_argument("--soak-seconds", type=float, default=3600.0,
                    help="length of the soak phase (full mode only; docs/reliability.md)")
     p.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
@@ -158,14 +159,20 @@ def main(argv: list[str] | None = None) -> int:
                 print("== userspace cost vs cgroups", file=sys.stderr)
 
                 def want_profile(profile: str, n: int, row: dict[str, Any]) -> bool:
-                    if quick or profile != "comprehensive" or n != targets.TARGET_CGROUPS:
+                    if quick or profile != "standard" or n != targets.TARGET_CGROUPS:
                         return False
-                    cpu = row.get("cpu_per_cycle_s") or 0
+                    ratio = (row.get("floor") or {}).get("ratio") or 0
                     rss = (row.get("rss_kib") or 0) / 1024
-                    return bool(cpu > targets.CYCLE_CPU_S or rss > targets.RSS_MIB)
+                    return bool(ratio > targets.FLOOR_RATIO or rss > targets.RSS_MIB)
 
                 results["scale"] = scale.run(reg, sizes, profiles, scale_poll, scale_cycles,
-                                             out, want_profile)
+                                             out, want_profile,
+                                             floor_binary=bins.get("filefloor"))
+            if "rss" not in skip:
+                print("== resident memory: standalone idle, Kubernetes mode with "
+                      f"{targets.K8S_PODS} pods", file=sys.stderr)
+                results["rss"] = (agent_rss.measure(10, n_cycles=2) if quick
+                                  else agent_rss.measure(targets.K8S_PODS))
             if "export" not in skip:
                 results["export"] = _export_bench(out, quick)
             if not quick and "soak" not in skip:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import bpfinfo, cgroups, mapfill, procs
+from benchmarks import bpfinfo, cgroups, floor, mapfill, procs
 
 
 def _window(agent: procs.Agent, cycles: int, poll: float) -> dict[str, object]:
@@ -108,7 +108,11 @@ def hot_spots(collapsed: str, top: int = 15) -> dict[str, object]:
 
 def run(reg: procs.Registry, sizes: list[int], profiles: list[str], poll: float, cycles: int,
         outdir: Path, profile_if: Callable[[str, int, dict[str, object]], bool] | None = None,
-        ) -> list[dict[str, object]]:
+        floor_binary: str | None = None, floor_max_cgroups: int = 1000,
+        floor_profile: str = "standard") -> list[dict[str, object]]:
+    """One row per size and profile; with `floor_binary` (benchmarks/helpers/filefloor)
+    the `floor_profile` rows up to `floor_max_cgroups` also carry the C floor of their
+    cycle (floor.py: strace and a replay, so only where the target is judged)."""
     rows: list[dict[str, object]] = []
     for n in sizes:
         t0 = time.monotonic()
@@ -133,6 +137,11 @@ def run(reg: procs.Registry, sizes: list[int], profiles: list[str], poll: float,
                         row.update(_window(agent, cycles, poll))
                         row["filled_maps"] = filler.entries
                         row["fill_errors"] = filler.errors
+                        if floor_binary and n <= floor_max_cgroups and \
+                                profile == floor_profile:
+                            cpu = row.get("cpu_per_cycle_s")
+                            row["floor"] = floor.measure(
+                                agent, floor_binary, cpu if isinstance(cpu, float) else None)
                         if profile_if is not None and profile_if(profile, n, row):
                             print(f"  py-spy on the agent at {n} cgroups, {profile}",
                                   file=sys.stderr)
@@ -144,7 +153,10 @@ def run(reg: procs.Registry, sizes: list[int], profiles: list[str], poll: float,
                     agent.stop()
                 rows.append(row)
                 cpu = row.get("cpu_per_cycle_s")
+                cpu = cpu if isinstance(cpu, float) else 0.0
+                fl = row.get("floor")
+                ratio = fl.get("ratio") if isinstance(fl, dict) else None
                 print(f"  scale {n:>5} cgroups {profile:<13} cpu/cycle="
-                      f"{(cpu or 0) * 1e3:7.1f} ms rss={row.get('rss_kib', 0) or 0:>7} KiB",
-                      file=sys.stderr)
+                      f"{(cpu or 0) * 1e3:7.1f} ms rss={row.get('rss_kib', 0) or 0:>7} KiB"
+                      + (f" floor x{ratio:.2f}" if ratio else ""), file=sys.stderr)
     return rows

@@ -91,6 +91,23 @@ def parse_switches(text: str) -> dict[str, bool]:
     return out
 
 
+def parse_every(text: str) -> dict[str, int]:
+    """'fs=4,iface=2' -> {'fs': 4, 'iface': 2} (names checked by `check`)."""
+    out: dict[str, int] = {}
+    for item in parse_list(text):
+        name, sep, val = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"expected collector=cycles, got {item!r}")
+        try:
+            n = int(val.strip())
+        except ValueError:
+            raise ValueError(f"{item!r}: cycles must be a whole number") from None
+        if not 1 <= n <= 100:
+            raise ValueError(f"{item!r}: cycles must be 1 to 100")
+        out[name.strip()] = n
+    return out
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         t = str(text).strip().lower()
@@ -191,6 +208,9 @@ OPTIONS: list[Option] = [
            "per-collector overrides, e.g. syscall=on,net=off"),
     Option("poll_interval", "KPOD_POLL_INTERVAL", "--poll-interval", parse_duration,
            "collection interval (default 30s)"),
+    Option("read_every", "KPOD_READ_EVERY", "--read-every", parse_every,
+           "read slow-moving collectors every N cycles, re-exporting their last reading "
+           "in between, e.g. fs=4,iface=2 (default fs=4; =1 reads every cycle)"),
     Option("collector_timeout", "KPOD_COLLECTOR_TIMEOUT", "--collector-timeout", parse_duration,
            "deadline of one collector's collect call, after which it is counted in "
            "kpod_collector_timeouts_total and its result folded into a later cycle "
@@ -260,6 +280,7 @@ class Settings:
     profile: str = "standard"
     collectors: dict[str, bool] = field(default_factory=dict)
     poll_interval: float = 30.0
+    read_every: dict[str, int] = field(default_factory=dict)
     collector_timeout: float = 0.0
     port: int = 9090
     address: str = "0.0.0.0"
@@ -341,6 +362,7 @@ def check(settings: Settings) -> list[str]:
     """The one validation step: every rule, one problem line per bad key."""
     return [*settings.validate(), *_check_export(settings),
             *registry.check_names(settings.collectors),
+            *registry.check_every(settings.read_every),
             *syscalls.check_names(settings.syscalls),
             *registry.check_variants(settings.bpf_variants)]
 

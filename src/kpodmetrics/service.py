@@ -30,6 +30,7 @@ from aiohttp import web
 
 from kpodmetrics import availability, selfmetrics
 from kpodmetrics.availability import CollectorReport
+from kpodmetrics.bpf import features
 from kpodmetrics.bpf.stats import BpfStats
 from kpodmetrics.collectors import registry
 from kpodmetrics.collectors.base import (
@@ -78,6 +79,12 @@ class CollectorSlot:
     pending_ctx: CollectContext | None = None
     report: CollectorReport | None = None
     """Per family: its source here or why there is none (availability.py)."""
+    every: int = 1
+    """Cycles between reads (KPOD_READ_EVERY); in the others `reuse` is exported."""
+    reuse: list[AnySample] | None = None
+    """The last reading's samples, re-exported in the cycles between reads (levels and
+    kernel totals only: a re-exported total adds nothing, a level stays visible)."""
+    since_read: int = 0
 
 
 def _report(name: str, collector: Collector | None, started: bool,
@@ -160,6 +167,7 @@ class Agent:
         stack.callback(self.bpf_stats.close)
         await self._start_http(stack)
         await self.collect_once()
+        features.release_vmlinux_btf()  # the probes are done
         loop_task = asyncio.create_task(self._loop(), name="kpod-collection-loop")
         stack.push_async_callback(_cancel, loop_task)
 
@@ -194,7 +202,8 @@ class Agent:
                 _log.exception("collector %s failed to start", name)
                 why = f"start failed: {exc!r}"
                 return CollectorSlot(name, None, why, report=_report(name, collector, False, why))
-            return CollectorSlot(name, collector, report=_report(name, collector, True))
+            return CollectorSlot(name, collector, report=_report(name, collector, True),
+                                 every=registry.read_every(self.settings, name))
 
         # BPF loads are mostly kernel time (verifier): one after another on the worker
         self.slots = await self.worker.run(lambda: [build(n) for n in names],
@@ -293,8 +302,8 @@ class Agent:
                 "self metrics")
             self._enter("render")
             pipeline = self.pipeline
-            body = await self.worker.run(pipeline.render, "render")
-            await self.worker.run(lambda: self.exposition.set(body), "gzip")
+            gz = await self.worker.run(pipeline.render_gzip, "render")
+            self.exposition.set_gzipped(gz)
             pipeline.push()  # OTLP: returns at once; a worker pushes
             self.cycles += 1
             self.last_cycle_at = time.monotonic()
@@ -314,7 +323,11 @@ class Agent:
             job, own, slot.pending, slot.pending_ctx = slot.pending, slot.pending_ctx, None, None
             if own is not None:
                 _merge_errors(ctx, own)
-            return job.result()
+            return _keep(slot, job.result())
+        if slot.reuse is not None and slot.since_read + 1 < slot.every:
+            slot.since_read += 1
+            live = {r.cgroup_id for r in ctx.targets}
+            return [s for s in slot.reuse if s.cgroup_id in live]
         own = dataclasses.replace(ctx, errors={})
         deadline = self.settings.collector_deadline
         job = self.worker.submit(lambda: self._run_collector(slot, own), f"collector {slot.name}")
@@ -329,7 +342,7 @@ class Agent:
                 "collector %s returned after %.1fs", slot.name, j.running_for()))
             return []
         _merge_errors(ctx, own)
-        return out
+        return _keep(slot, out)
 
     @staticmethod
     def _run_collector(slot: CollectorSlot, ctx: CollectContext) -> list[AnySample]:
@@ -480,6 +493,14 @@ class Agent:
         """Tear down in reverse order of start-up (idempotent); never waits on a stuck call."""
         self._stop.set()
         await self._stack.aclose()
+
+
+def _keep(slot: CollectorSlot, samples: list[AnySample]) -> list[AnySample]:
+    """A fresh reading: for a collector read every few cycles, kept for re-export."""
+    if slot.every > 1:
+        slot.reuse = [s for s in samples if isinstance(s, Sample) and s.kind is not Kind.DELTA]
+        slot.since_read = 0
+    return samples
 
 
 def _merge_errors(into: CollectContext, own: CollectContext) -> None:

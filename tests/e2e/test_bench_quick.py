@@ -35,7 +35,11 @@ def test_bench_quick_runs_and_cleans_up(tmp_path: Path) -> None:
     assert any(c["kind"] == "kpod" and not c["down"] for c in res["slowdown"].values())
     assert any(p["owner"].startswith("kpod-") for p in res["kernel_cost"]["programs"])
     assert res["scale"] and all("error" not in row for row in res["scale"])
-    assert len(res["targets"]) == 7
+    assert len(res["targets"]) == 9
+    # the C floor and the resident-memory phase ran (their figures are for make bench)
+    floors = [row["floor"] for row in res["scale"] if row.get("floor")]
+    assert floors and all(f.get("ratio", 0) > 1 for f in floors), floors
+    assert all(res["rss"][k].get("VmRSS") for k in ("standalone_idle", "kubernetes")), res["rss"]
     assert "## Targets" in r.stdout
     # the run left nothing behind
     with open("/proc/sys/kernel/bpf_stats_enabled") as fh:

@@ -95,7 +95,9 @@ def _results(kpod_pipe: float = 1.10, peer_pipe: float = 1.20) -> dict[str, Any]
              "run_time_ns": 5000, "ns_per_event": 500.0},
             {"owner": "runqlat", "program": "sched_switch", "run_cnt": 10,
              "run_time_ns": 4000, "ns_per_event": 400.0}], "peers_down": {"tcprtt": "no"}},
-        "scale": [{"cgroups": 1000, "profile": "comprehensive", "cpu_per_cycle_s": 0.25,
+        "scale": [{"cgroups": 1000, "profile": "standard", "cpu_per_cycle_s": 0.25,
+                   "floor": {"ratio": 5.0, "floor_cpu_per_cycle_s": 0.05,
+                             "opens_per_cycle": 7000.0},
                    "wall_per_cycle_s": 0.3, "rss_kib": 100 * 1024, "startup_s": 1.0,
                    "series": 5, "collector_s": {"cpu": 0.1, "memory": 0.2},
                    "map_entries": {"cpu_stats": 1000.0},
@@ -113,10 +115,12 @@ def test_verdicts_met_missed_and_not_measured() -> None:
         "not measured"
     sw = v["ns per sched_switch event <= runqlat's program"]
     assert sw.status == "missed" and sw.gap.startswith("100 ns") and sw.closing
-    cyc = v["cycle CPU <= 200 ms at 1,000 cgroups, comprehensive"]
-    assert cyc.status == "missed" and "memory 200 ms" in cyc.closing and "f (x.py:1)" in \
-        cyc.closing
-    assert v["RSS <= 120 MiB at 1,000 cgroups"].status == "met"
+    cyc = v["cycle CPU <= 3x the C floor of its files at 1,000 cgroups, standard"]
+    assert cyc.status == "missed" and cyc.gap == "2.0x over" and cyc.measured.startswith(
+        "5.0x (250 ms against 50.0 ms for 7,000 files)")
+    assert "memory 200 ms" in cyc.closing and "f (x.py:1)" in cyc.closing
+    assert v["RSS <= 100 MiB at 1,000 cgroups"].status == "met"
+    assert v["RSS <= 60 MiB idle, standalone"].status == "not measured"
     mp = v["kernel map memory <= 8 MB with defaults"]
     assert mp.status == "missed" and mp.gap == "1.00 MB over" and "cpu_stats" in mp.closing
     assert v["first metrics <= 2 s after start"].measured.startswith("0.60 s")

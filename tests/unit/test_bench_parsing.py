@@ -4,7 +4,7 @@ fdinfo, py-spy stacks) — wrong parsing would silently give wrong figures."""
 from __future__ import annotations
 
 import pytest
-from benchmarks import bpfinfo, promtext, scale, workloads
+from benchmarks import bpfinfo, floor, promtext, scale, workloads
 
 METRICS = """\
 # HELP kpod_collection_cycle_duration_seconds Wall time
@@ -76,3 +76,18 @@ def test_hot_spots_separate_idle_from_busy() -> None:
     assert top["frame"] == "collect (cpu.py:40)" and top["share_of_busy"] == pytest.approx(0.75)
     incl = {f["frame"]: f["samples"] for f in hs["inclusive"]}  # type: ignore[union-attr]
     assert incl["run (svc.py:9)"] == 40
+
+
+def test_strace_opens_in_the_window_in_order() -> None:
+    text = "\n".join([
+        '101 1700000000.100000 openat(AT_FDCWD</>, "/sys/fs/cgroup/a/cpu.stat", '
+        'O_RDONLY|O_CLOEXEC) = 7</sys/fs/cgroup/a/cpu.stat>',
+        '101 1700000000.200000 openat(AT_FDCWD</>, "/sys/fs/cgroup/a", '
+        'O_RDONLY|O_NONBLOCK|O_CLOEXEC|O_DIRECTORY <unfinished ...>',
+        '102 1700000000.250000 openat(AT_FDCWD</>, "/proc/1/net/dev", O_RDONLY) = 9</proc/1/net/dev>',
+        '101 1700000000.300000 <... openat resumed>) = 8</sys/fs/cgroup/a>',
+        '101 1700000000.900000 openat(AT_FDCWD</>, "/late", O_RDONLY) = 5</late>',
+        '101 1700000000.150000 read(7</sys/fs/cgroup/a/cpu.stat>, "x", 1) = 1',
+    ])
+    assert floor.parse_opens(text, 1700000000.1, 1700000000.5) == [
+        "/sys/fs/cgroup/a/cpu.stat", "/proc/1/net/dev", "/sys/fs/cgroup/a"]

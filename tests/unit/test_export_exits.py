@@ -4,6 +4,7 @@ exporter encodes all carry the same numbers, and no SDK state grows per pod."""
 
 from __future__ import annotations
 
+import gzip
 import math
 
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
@@ -49,6 +50,12 @@ def test_three_renderings_agree_number_for_number() -> None:
     assert len(hand) > 300 * 3
     assert hand == sdk
     assert hand == otlp
+
+
+def test_gzip_exposition_is_the_sdk_rendering_too() -> None:
+    """What /metrics keeps (compressed family by family) decodes to the same numbers."""
+    _store, _, pipe, ref = build()
+    assert parse_exposition(gzip.decompress(pipe.render_gzip())) == parse_exposition(ref.render())
 
 
 def test_values_match_the_store_directly() -> None:

@@ -58,6 +58,19 @@ def _vmlinux_btf() -> Any:
     return _btf_handle
 
 
+def release_vmlinux_btf() -> None:
+    """Free the parsed kernel BTF the probes use, once every collector is loaded.
+
+    It is the agent's largest C allocation (13 MB resident on 6.18: the raw BTF plus
+    libbpf's type index), needed only while programs are chosen; kept, it was a fifth
+    of an idle agent's memory. The answers already given stay cached; a later probe
+    would load it again."""
+    global _btf_handle
+    if _btf_handle is not None and _btf_handle != libbpf.ffi.NULL:
+        libbpf.lib().btf__free(_btf_handle)
+    _btf_handle = None
+
+
 def tracepoint_exists(category: str, event: str) -> bool:
     root = tracefs_root()
     return root is not None and os.path.isdir(os.path.join(root, "events", category, event))

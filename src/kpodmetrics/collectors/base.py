@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from kpodmetrics.bpf.variants import SignalState
 from kpodmetrics.families import Family
@@ -32,6 +32,11 @@ class CollectContext:
     proc_root: str = "/proc"
     errors: dict[str, int] = field(default_factory=dict)
     """Per-collector count of skipped inputs this cycle (kpod_cgroup_read_errors_total)."""
+    memo: dict[tuple[str, str], Any] = field(default_factory=dict)
+    """Readings several collectors of one cycle share, (kind, path) -> result: iface and
+    fs both look for a pod's processes, and one cgroup.procs read and one directory
+    listing per cgroup and cycle serve both (collectors/files/support/targets.py). Shared
+    by every collector's copy of the context, dropped with the cycle."""
 
     def count_error(self, collector: str, n: int = 1) -> None:
         self.errors[collector] = self.errors.get(collector, 0) + n

@@ -27,6 +27,11 @@ class Entry:
     module: str
     min_profile: str
     description: str
+    read_every: int = 0
+    """0: read every cycle, always (its samples include deltas, which a repeated
+    reading would count twice). N >= 1: its samples are levels and kernel totals only,
+    so a cycle may re-export the last reading instead of reading again; N is the
+    default number of cycles between reads (KPOD_READ_EVERY overrides it)."""
 
     @property
     def source(self) -> str:
@@ -46,8 +51,9 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("memory", "kpodmetrics.collectors.files.memory", "standard",
           "memory.current/peak/swap/stat/events"),
     Entry("iface", "kpodmetrics.collectors.files.net_dev", "standard",
-          "/proc/<pid>/net/dev per pod network namespace"),
-    Entry("fs", "kpodmetrics.collectors.files.volumes", "standard", "pod volume filesystems (statvfs)"),
+          "/proc/<pid>/net/dev per pod network namespace", read_every=1),
+    Entry("fs", "kpodmetrics.collectors.files.volumes", "standard",
+          "pod volume filesystems (statvfs)", read_every=4),
     Entry("blockio", "kpodmetrics.collectors.ebpf.block_io", "standard",
           "eBPF: block I/O latency per disk and op, charged to the bio's cgroup"),
     Entry("cpustat", "kpodmetrics.collectors.files.cpu_stat", "standard", "cpu.stat usage, throttling"),
@@ -86,6 +92,32 @@ def check_names(switches: Mapping[str, bool]) -> list[str]:
     unknown = [n for n in switches if n not in BY_NAME]
     return [f"KPOD_COLLECTORS/--collectors: unknown collector {n!r} "
             f"(known: {', '.join(BY_NAME)})" for n in unknown]
+
+
+def check_every(every: Mapping[str, int]) -> list[str]:
+    """Problems of KPOD_READ_EVERY: unknown collectors, and collectors that must be
+    read every cycle."""
+    out = []
+    for name in every:
+        e = BY_NAME.get(name)
+        if e is None:
+            out.append(f"KPOD_READ_EVERY/--read-every: unknown collector {name!r} "
+                       f"(known: {', '.join(BY_NAME)})")
+        elif not e.read_every:
+            slow = [x.name for x in ENTRIES if x.read_every]
+            out.append(f"KPOD_READ_EVERY/--read-every: collector {name!r} is read every "
+                       "cycle (its samples include increments, which a re-exported reading "
+                       f"would count twice); these may be read less often: {', '.join(slow)}")
+    return out
+
+
+def read_every(settings: Settings, name: str) -> int:
+    """Cycles between two reads of collector `name` (1 = every cycle; also for names
+    the registry does not build, e.g. collectors tests inject)."""
+    e = BY_NAME.get(name)
+    if e is None or not e.read_every:
+        return 1
+    return settings.read_every.get(name, e.read_every)
 
 
 def signals() -> dict[str, tuple[str, tuple[str, ...]]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from kpodmetrics import __version__, families
@@ -93,12 +94,22 @@ class Pipeline:
 
     def render(self) -> bytes:
         """Prometheus text exposition (format 0.0.4) of everything, from the store."""
+        return self._render(promtext.render)
+
+    def render_gzip(self) -> bytes:
+        """The same exposition gzip-compressed as it is rendered (what /metrics keeps)."""
+        return self._render(promtext.render_gzip)
+
+    def _render(self, fmt: Callable[[list[tuple[Family, list[Series]]]], bytes]) -> bytes:
         up = (AGENT_UP, [Series(labels=(), owner_key="", start_ns=0, value=1.0)])
+
+        def render(view: list[tuple[Family, list[Series]]]) -> bytes:
+            view.append(up)
+            view.sort(key=lambda fr: fr[0].name)
+            return fmt(view)
+
         with self._render_lock:
-            snap = self.store.snapshot()
-            snap.append(up)
-            snap.sort(key=lambda fr: fr[0].name)
-            return promtext.render(snap)
+            return self.store.read_live(render)
 
     def push(self) -> None:
         """Ask the OTLP pusher for a push of the current state (never blocks)."""

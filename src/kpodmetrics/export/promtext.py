@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 
 from kpodmetrics.export.store import Series
 from kpodmetrics.families import Family, FamilyType
@@ -72,22 +73,36 @@ def render_family(family: Family, rows: Sequence[Series], out: list[str]) -> Non
         out.append(f"{count_n}{sel} {total}.0\n{sum_n}{sel} {fmt_value(s.total * family.scale)}\n")
 
 
-def render(families: Iterable[tuple[Family, Sequence[Series]]]) -> bytes:
-    """The whole exposition, families in the given order (the store sorts by name).
+def render_parts(families: Iterable[tuple[Family, Sequence[Series]]]) -> Iterator[str]:
+    """The exposition family by family, families in the given order (the store sorts
+    by name), so a caller can compress it as it goes and never hold the whole text.
 
     A family whose declaration cannot be rendered (e.g. a bucket bound beyond its
     slots) is left out and logged once; it must not take every other family with it."""
-    out: list[str] = []
     for family, rows in families:
-        mark = len(out)
+        out: list[str] = []
         try:
             render_family(family, rows, out)
         except ValueError as exc:
-            del out[mark:]
             if family.name not in _broken:
                 _broken.add(family.name)
                 _log.error("family %s left out of the exposition: %s", family.name, exc)
-    return "".join(out).encode()
+            continue
+        yield "".join(out)
+
+
+def render(families: Iterable[tuple[Family, Sequence[Series]]]) -> bytes:
+    """The whole exposition as one text."""
+    return "".join(render_parts(families)).encode()
+
+
+def render_gzip(families: Iterable[tuple[Family, Sequence[Series]]]) -> bytes:
+    """The whole exposition, gzip level 1, compressed family by family: at 1,000
+    cgroups the text is 13 MB and its gzip form about a tenth of that."""
+    z = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 16+15: a gzip stream
+    chunks = [z.compress(part.encode()) for part in render_parts(families)]
+    chunks.append(z.flush())
+    return b"".join(chunks)
 
 
 _broken: set[str] = set()

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from kpodmetrics.export.peers import DEFAULT_TOP_K, fold_peers
 from kpodmetrics.families import Family
@@ -35,6 +36,7 @@ UNRESOLVED_KEY = "__unresolved__"
 AGENT_KEY = "__agent__"
 OVERFLOW_KEY = "__overflow__"
 OVERFLOW_VALUE = "__overflow__"
+T = TypeVar("T")
 """Label value of the series that new series beyond the budget are folded into."""
 
 
@@ -352,6 +354,18 @@ class SeriesStore:
                 ]
                 out.append((family, rows))
         return out
+
+    def read_live(self, reader: Callable[[list[tuple[Family, list[Series]]]], T]) -> T:
+        """`reader` over the live series, with the store locked while it runs.
+
+        For the exposition, which only reads and is done before the next update: a
+        `snapshot` copies every series (a new object and slot list each: 9 % of the
+        agent's CPU at 1,000 cgroups, py-spy), this lends them. `reader` must not keep
+        the rows or call back into the store."""
+        with self._lock:
+            view = [(self._families[name], list(self._series.get(name, {}).values()))
+                    for name in sorted(self._series.keys() | self._declared)]
+            return reader(view)
 
     def series_counts(self) -> dict[str, int]:
         with self._lock:

@@ -66,20 +66,25 @@ def cgroup_id(path: str) -> int:
 def walk(root: str) -> Iterator[tuple[str, int]]:
     """Yield (path relative to root starting with '/', cgroup id) for every cgroup.
 
-    Directories that vanish during the walk are skipped (cgroups come and go)."""
-    stack = [root]
+    Directories that vanish during the walk are skipped (cgroups come and go). A
+    child's id is its directory entry's inode number (kernfs lists each node with the
+    inode number its stat reports), so the walk costs one listing per cgroup and no
+    stat; paths are joined as strings, not through os.path.relpath (at 1,000 cgroups
+    a stat and relpath per directory were 5 % of the agent's CPU)."""
+    try:
+        top = os.stat(root).st_ino
+    except OSError:
+        return
+    base = root.rstrip("/") or "/"
+    stack: list[tuple[str, str, int]] = [(base, "/", top)]
     while stack:
-        d = stack.pop()
+        d, rel, ino = stack.pop()
         try:
-            st = os.stat(d)
-            entries = list(os.scandir(d))
+            with os.scandir(d) as it:
+                entries = [(e.name, e.inode()) for e in it if e.is_dir(follow_symlinks=False)]
         except OSError:
             continue
-        rel = "/" + os.path.relpath(d, root) if d != root else "/"
-        yield rel.replace("/./", "/") if rel != "/." else "/", st.st_ino
-        for e in entries:
-            try:
-                if e.is_dir(follow_symlinks=False):
-                    stack.append(e.path)
-            except OSError:
-                continue
+        yield rel, ino
+        prefix = "/" if rel == "/" else rel + "/"
+        for name, child in entries:
+            stack.append((os.path.join(d, name), prefix + name, child))

@@ -20,22 +20,38 @@ class Vanished(OSError):
     """The directory (cgroup or /proc/<pid>) is gone: skip the rest of it this cycle."""
 
 
-def read_bounded(path: str, limit: int = DEFAULT_LIMIT) -> bytes:
+CGROUP_RECORD_MAX = 4096
+"""Longest record a cgroup interface file's read returns: kernfs prints most files as
+one record (shown whole, its buffer grown to fit) and the rest a short line per
+record (cgroup.procs: a pid a line)."""
+_CHUNK = 65536
+
+
+def read_bounded(path: str, limit: int = DEFAULT_LIMIT, record_max: int | None = None) -> bytes:
     """Read at most `limit` bytes; raises OSError like open/read do.
 
     Plain os.open/os.read: thousands of small files a cycle, and the buffered file
-    object costs more than the read itself (measured ~3x per file here)."""
+    object costs more than the read itself (measured ~3x per file here).
+
+    `record_max`: the file is a kernel seq file whose records are at most that long.
+    A seq file's read fills the buffer with whole records and stops short only at the
+    end or when the next record does not fit, so a read that comes back more than
+    `record_max` short of what was asked is the end: no second read to see EOF (half
+    the read calls of a cycle's cgroup files)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         chunks = []
         left = limit
         while left > 0:
-            chunk = os.read(fd, min(left, 65536))
+            want = min(left, _CHUNK)
+            chunk = os.read(fd, want)
             if not chunk:
                 break
             chunks.append(chunk)
             left -= len(chunk)
-        return b"".join(chunks)
+            if record_max is not None and len(chunk) < want - record_max:
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     finally:
         os.close(fd)
 
@@ -44,7 +60,7 @@ def read_optional(dirpath: str, name: str, limit: int = DEFAULT_LIMIT) -> bytes 
     """A cgroup interface file, or None when this kernel/cgroup does not provide it."""
     path = os.path.join(dirpath, name)
     try:
-        return read_bounded(path, limit)
+        return read_bounded(path, limit, CGROUP_RECORD_MAX)
     except FileNotFoundError:
         if not os.path.isdir(dirpath):
             raise Vanished(errno.ENOENT, "cgroup vanished", dirpath) from None

@@ -16,7 +16,7 @@ from kpodmetrics.collectors.files.support.targets import (
     MAX_PIDS_TRIED,
     PodGroup,
     candidate_dirs,
-    read_procs,
+    read_procs_memo,
 )
 
 
@@ -31,10 +31,11 @@ def pids_by_dir(
     """(cgroup dir, up to MAX_PIDS_TRIED of its pids) for each dir that has processes.
     An unreadable or vanished cgroup.procs is counted and skipped. The pids are those
     of this process's pid namespace, which collectors using them must share with the
-    proc root (`require_host_pid_namespace`)."""
-    for d in candidate_dirs(group, known_paths):
+    proc root (`require_host_pid_namespace`). Listings and cgroup.procs come through
+    the cycle's memo: the second collector of a cycle reads neither again."""
+    for d in candidate_dirs(group, known_paths, ctx.memo):
         try:
-            pids = read_procs(d)
+            pids = read_procs_memo(d, ctx.memo)
         except OSError:
             ctx.count_error(collector)
             continue

@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
-from kpodmetrics.collectors.files.support.files import read_bounded
+from kpodmetrics.collectors.files.support.files import CGROUP_RECORD_MAX, read_bounded
 from kpodmetrics.collectors.files.support.formats import lines_of
 from kpodmetrics.pods.owner import CgroupRef
 
@@ -54,27 +55,52 @@ def pod_groups(targets: Sequence[CgroupRef]) -> list[PodGroup]:
 def read_procs(cgroup_dir: str) -> list[int]:
     """pids in `cgroup.procs` (raises OSError when unreadable)."""
     pids = []
-    for line in lines_of(read_bounded(os.path.join(cgroup_dir, "cgroup.procs"))):
+    for line in lines_of(read_bounded(os.path.join(cgroup_dir, "cgroup.procs"),
+                                      record_max=CGROUP_RECORD_MAX)):
         token = line.strip()
         if token.isdecimal() and token.isascii() and 0 < len(token) <= 10:
             pids.append(int(token))
     return pids
 
 
-def candidate_dirs(group: PodGroup, known_paths: set[str]) -> Iterator[str]:
+def read_procs_memo(cgroup_dir: str, memo: dict[tuple[str, str], Any]) -> list[int]:
+    """`read_procs` once per cycle and directory: later callers get the same pids, or
+    the same OSError (each caller counts its own error)."""
+    key = ("procs", cgroup_dir)
+    got = memo.get(key)
+    if got is None:
+        try:
+            got = read_procs(cgroup_dir)
+        except OSError as exc:
+            got = exc
+        memo[key] = got
+    if isinstance(got, OSError):
+        raise got
+    return cast(list[int], got)
+
+
+def child_dirs(path: str, memo: dict[tuple[str, str], Any]) -> list[str]:
+    """Sorted child directories of `path`, listed once per cycle ([] when unreadable)."""
+    key = ("children", path)
+    got = memo.get(key)
+    if got is None:
+        try:
+            with os.scandir(path) as entries:
+                got = sorted(e.path for e in entries if e.is_dir(follow_symlinks=False))
+        except OSError:
+            got = []
+        memo[key] = got
+    return cast(list[str], got)
+
+
+def candidate_dirs(group: PodGroup, known_paths: set[str],
+                   memo: dict[tuple[str, str], Any] | None = None) -> Iterator[str]:
     """Where to look for the pod's processes: its cgroups, then child directories of
     the anchor that are not targets themselves (containers the resolver did not list).
     In standalone mode every directory is a target, so a parent never borrows its
     children's processes."""
     for ref in group.members:
         yield ref.path
-    try:
-        with os.scandir(group.anchor.path) as entries:
-            children = sorted(
-                e.path for e in entries if e.is_dir(follow_symlinks=False)
-            )
-    except OSError:
-        return
-    for child in children:
+    for child in child_dirs(group.anchor.path, {} if memo is None else memo):
         if child not in known_paths:
             yield child
