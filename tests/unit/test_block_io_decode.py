@@ -54,3 +54,23 @@ def test_labels_from_sysfs_and_req_op(tmp_path: Path) -> None:
     }, "an empty histogram yields nothing"
     r = out[(111, (("device", "vda"), ("op", "read")))]
     assert (r.family.name, r.count, r.total, r.slots[15]) == (LATENCY.name, 3, 90000, 3)
+
+
+def test_an_unknown_number_is_looked_up_again_only_every_few_cycles(tmp_path: Path) -> None:
+    root = sysfs(tmp_path, {"254:0": "vda"})
+    devices = BlockDevices(root)
+    looked: list[str] = []
+    real = devices._lookup
+    devices._lookup = lambda d: (looked.append(d), real(d))[1]  # type: ignore[method-assign]
+    for _ in range(3):  # one cycle, many entries of the same unknown disk
+        assert devices.name("8:16") == "8:16"
+    assert looked == ["8:16"]
+    for _ in range(3):
+        devices.new_cycle()
+        assert devices.name("8:16") == "8:16"
+    assert looked == ["8:16"]
+    sysfs(tmp_path, {"8:16": "sdb"})  # the disk appears: named at the next retry
+    devices.new_cycle()
+    assert devices.name("8:16") == "sdb" and looked == ["8:16", "8:16"]
+    devices.new_cycle()
+    assert devices.name("8:16") == "sdb" and len(looked) == 2  # cached from now on

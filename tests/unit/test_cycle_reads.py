@@ -76,3 +76,31 @@ def test_seq_file_short_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, si
     monkeypatch.setattr(files.os, "read", fake)
     assert len(files.read_bounded(str(tmp_path / "f"), record_max=record_max)) == want_len
     assert fake.calls == want_calls
+
+
+def test_missing_files_of_a_present_cgroup_cost_one_directory_check(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kpodmetrics.collectors.files.support.percgroup import PerCgroupCollector
+
+    class Three(PerCgroupCollector):
+        name = "three"
+        files = ("a.stat", "b.stat", "c.stat")
+
+        def samples_for(self, ref, contents, ctx):  # type: ignore[no-untyped-def]
+            self.got = sorted(contents)
+            return []
+
+    (tmp_path / "cg").mkdir()
+    (tmp_path / "cg" / "b.stat").write_text("x 1\n")
+    checks: list[str] = []
+    real = files.os.path.isdir
+    monkeypatch.setattr(files.os.path, "isdir", lambda p: (checks.append(p), real(p))[1])
+    c = Three()
+    ctx = CollectContext(targets=[standalone_ref(tmp_path / "cg", 1, "/cg")], cgroup_root="/")
+    list(c.collect(ctx))
+    assert c.got == ["b.stat"] and checks == [str(tmp_path / "cg")] and ctx.errors == {}
+    # a cgroup that is gone: its first missing file says so, one error, nothing read
+    checks.clear()
+    ctx = CollectContext(targets=[standalone_ref(tmp_path / "gone", 2, "/gone")],
+                         cgroup_root="/")
+    assert list(c.collect(ctx)) == [] and ctx.errors == {"three": 1}

@@ -15,6 +15,10 @@ from kpodmetrics.collectors.files.support.files import read_bounded
 from kpodmetrics.collectors.files.support.formats import lines_of
 
 _REFRESH_EVERY = 64
+_RETRY_UNKNOWN_EVERY = 4
+"""Cycles before a number sysfs did not know is looked up again: a disk that appears
+gets its name within a few cycles, and a number that stays unknown (gone, or no /sys
+in the container) costs no failed open and readlink per entry and cycle."""
 
 
 def _valid_name(name: str) -> bool:
@@ -28,20 +32,28 @@ class BlockDevices:
     def __init__(self, sys_root: str = "/sys") -> None:
         self.sys_root = sys_root
         self._cache: dict[str, str] = {}
+        self._unknown: dict[str, int] = {}
+        """devno -> the cycle of its last failed lookup"""
         self._cycles = 0
 
     def new_cycle(self) -> None:
         self._cycles += 1
         if self._cycles % _REFRESH_EVERY == 0:
             self._cache.clear()
+            self._unknown.clear()
 
     def name(self, devno: str) -> str:
         cached = self._cache.get(devno)
         if cached is not None:
             return cached
+        failed_at = self._unknown.get(devno)
+        if failed_at is not None and self._cycles - failed_at < _RETRY_UNKNOWN_EVERY:
+            return devno
         name = self._lookup(devno)
         if name is None:
-            return devno  # not cached: the device may appear in sysfs later
+            self._unknown[devno] = self._cycles  # the device may appear in sysfs later
+            return devno
+        self._unknown.pop(devno, None)
         self._cache[devno] = name
         return name
 

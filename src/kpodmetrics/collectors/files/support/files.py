@@ -56,13 +56,16 @@ def read_bounded(path: str, limit: int = DEFAULT_LIMIT, record_max: int | None =
         os.close(fd)
 
 
-def read_optional(dirpath: str, name: str, limit: int = DEFAULT_LIMIT) -> bytes | None:
-    """A cgroup interface file, or None when this kernel/cgroup does not provide it."""
+def read_optional(dirpath: str, name: str, limit: int = DEFAULT_LIMIT,
+                  dir_exists: bool = False) -> bytes | None:
+    """A cgroup interface file, or None when this kernel/cgroup does not provide it.
+    `dir_exists`: the caller saw the directory this cycle (another of its files was
+    read), so a missing file is just missing, no stat to tell it from a gone cgroup."""
     path = os.path.join(dirpath, name)
     try:
         return read_bounded(path, limit, CGROUP_RECORD_MAX)
     except FileNotFoundError:
-        if not os.path.isdir(dirpath):
+        if not dir_exists and not os.path.isdir(dirpath):
             raise Vanished(errno.ENOENT, "cgroup vanished", dirpath) from None
         return None
     except OSError as exc:

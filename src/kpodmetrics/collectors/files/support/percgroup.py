@@ -55,15 +55,17 @@ class PerCgroupCollector(FileCollector):
 
     def _read(self, ref: CgroupRef, ctx: CollectContext) -> list[Sample]:
         contents: dict[str, bytes] = {}
+        seen = False  # the directory is there (one of its files was read or found missing)
         for fname in self.files:
             try:
-                data = read_optional(ref.path, fname)
+                data = read_optional(ref.path, fname, dir_exists=seen)
             except Vanished:
                 ctx.count_error(self.name)
                 return []
             except OSError:
                 ctx.count_error(self.name)
                 continue
+            seen = True
             if data is not None:
                 contents[fname] = data
         return self.samples_for(ref, contents, ctx)
