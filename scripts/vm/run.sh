@@ -70,7 +70,7 @@ vng_args=(--run "/boot/vmlinuz-$ver" --disable-kvm
           --memory "${VM_MEMORY:-3G}" --cpus "${VM_CPUS:-2}"
           --overlay-rwdir "$root" --cwd "$root"
           --disk "$disk" --name "kpod-$suite"
-          --qemu-opts "-accel tcg,thread=$tcg_thread")
+          "--qemu-opts=-accel tcg,thread=$tcg_thread")
 if [ -n "$out" ]; then
   mkdir -p "$out"
   vng_args+=(--rwdir "$out")
