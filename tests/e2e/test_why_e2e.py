@@ -93,7 +93,7 @@ def test_why_names_cpu_starvation_with_the_victims_own_wait() -> None:
     assert r.returncode == 0, r.stderr
     assert said.startswith("kpod-metrics why: read http://127.0.0.1:"), said
     lines = r.stdout.splitlines()
-    m = re.match(r"why (\S+): ([\d.]+) s between two reads", lines[0])
+    m = re.match(r"why (\S+): ([\d.]+) s between the agent.s collections", lines[0])
     assert m and m[1] == victim.rel, lines[0]
     window = float(m[2])
     first = lines[1]

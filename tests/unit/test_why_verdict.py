@@ -143,3 +143,19 @@ def test_unreachable_agent_is_a_clear_error() -> None:
     args = argparse.Namespace(pod="a/b", cgroup=None, url=f"http://127.0.0.1:{port}", window=0.01)
     assert run(args, io.StringIO(), err) == 1
     assert f"cannot reach the agent at http://127.0.0.1:{port}/metrics" in err.getvalue()
+
+
+def test_the_window_is_the_time_between_the_collections_the_pages_show() -> None:
+    """Counters move at the agent's cycles: divided by read-to-read time, a late cycle
+    would inflate the rate (a wait of 9 s read 9.3 s apart, its cycles 12.8 s apart)."""
+    a = page(10.0, 100, 1.0, {}, 0.5, {}, 0) + "kpod_last_cycle_age_seconds 0.5\n"
+    b = page(19.0, 160, 1.0, {}, 0.5, {}, 0) + "kpod_last_cycle_age_seconds 2.0\n"
+    first, second = parse(a, at=100.0), parse(b, at=109.3)
+    assert first.collected_at == 99.5 and second.collected_at == 107.3
+    out, err = io.StringIO(), io.StringIO()
+    assert explain(parse_pod("shop/web-1"), first, second, "http://agent", out, err) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("why shop/web-1: 7.8 s between the agent's collections"), lines[0]
+    assert "(1.15 s per second)" in lines[1], lines[1]
+    # without the gauge (an older agent): the time between the reads
+    assert parse(page(10.0, 100, 1.0, {}, 0.5, {}, 0), at=3.0).collected_at is None

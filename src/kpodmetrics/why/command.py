@@ -83,7 +83,8 @@ def explain(target: Owner, first: Scrape, second: Scrape, url: str,
 
     win = Window(first, second, resolve)
     findings = ranked(assess(win, [target])[target])
-    print(f"why {target}: {win.seconds:.1f} s between two reads of {url}", file=out)
+    print(f"why {target}: {win.seconds:.1f} s between the agent's collections in two reads "
+          f"of {url}", file=out)
     if second.series(CYCLES) and second.series(CYCLES) == first.series(CYCLES):
         print("  (the agent finished no collection cycle in between: the figures below "
               "are zero; use a --window longer than its poll interval)", file=out)

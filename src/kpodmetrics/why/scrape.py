@@ -17,6 +17,9 @@ LabelSet = frozenset[tuple[str, str]]
 MAX_BYTES = 256 << 20
 
 
+CYCLE_AGE = "kpod_last_cycle_age_seconds"
+
+
 class AgentUnreachable(Exception):
     """The agent did not answer with a Prometheus text page."""
 
@@ -31,6 +34,9 @@ class Scrape:
     histograms without their suffixes."""
     at: float = 0.0
     """time.monotonic() when the page was read."""
+    collected_at: float | None = None
+    """time.monotonic() of the agent collection the page shows: the read time minus
+    the page's kpod_last_cycle_age_seconds; None for a page without it."""
 
     def has(self, family: str) -> bool:
         return family in self.families
@@ -48,6 +54,9 @@ def parse(text: str, at: float = 0.0) -> Scrape:
             if s.name.endswith("_created"):
                 continue
             out.samples.setdefault(s.name, {})[frozenset(s.labels.items())] = float(s.value)
+    ages = out.series(CYCLE_AGE)
+    if ages:
+        out.collected_at = at - min(ages.values())
     return out
 
 

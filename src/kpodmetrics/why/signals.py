@@ -78,7 +78,14 @@ class Window:
     def __init__(self, prev: Scrape, cur: Scrape, resolve: Resolve) -> None:
         self.prev, self.cur = prev, cur
         self.resolve = resolve
-        self.seconds = max(cur.at - prev.at, 0.0)
+        # The counters moved between the two collections the pages show, not between
+        # the reads: an agent whose cycles run late (a loaded node, a slow VM) would
+        # otherwise have its counters divided by the wrong time (6.12 VM: 0.97 s of
+        # wait per second read-to-read against schedstat's 0.70).
+        if prev.collected_at is not None and cur.collected_at is not None:
+            self.seconds = max(cur.collected_at - prev.collected_at, 0.0)
+        else:
+            self.seconds = max(cur.at - prev.at, 0.0)
 
     def has(self, family: str) -> bool:
         return self.cur.has(family) or self.prev.has(family)
