@@ -80,9 +80,11 @@ vm-kernels: deps-vm
 	@for s in $(VM_SUITES); do bash scripts/vm/fetch-kernel.sh $$s; done
 
 # tests/matrix + tests/kernel + tests/e2e inside each kernel's VM (CI passed through);
-# results in $(VM_MATRIX_OUT)/<suite>/. Fails when any kernel's run fails.
+# results in $(VM_MATRIX_OUT)/<suite>/. Fails when any kernel's run fails. Up to
+# VM_PARALLEL VMs run at once, each on single-threaded TCG (scripts/vm/matrix.sh).
+VM_PARALLEL ?= 2
 test-kernels: deps-vm
-	VM_MATRIX_OUT=$(VM_MATRIX_OUT) bash scripts/vm/matrix.sh $(VM_SUITES)
+	VM_MATRIX_OUT=$(VM_MATRIX_OUT) VM_PARALLEL=$(VM_PARALLEL) bash scripts/vm/matrix.sh $(VM_SUITES)
 
 # the same selection on this machine's kernel (the matrix's `host` column)
 test-kernels-host: deps-test

@@ -295,6 +295,8 @@ def render(runs: list[KernelRun], families: dict[str, str]) -> str:
         "",
         "Wall seconds depend on how busy the machine was; host CPU seconds (user + sys of",
         "QEMU and everything else the run started) are what the run costs: TCG is CPU-bound.",
+        "`make test-kernels` boots up to `VM_PARALLEL` (2) VMs side by side, each on",
+        "single-threaded TCG, so wall seconds of kernels run together overlap.",
         "",
         "`selection`: the pytest arguments of the run (`default` = scripts/vm/selection.txt:",
         "tests/matrix, tests/kernel and the kernel-dependent e2e tests).",

@@ -64,6 +64,12 @@ done
 
 if [ "$parallel" -gt 1 ] && [ ${#vms[@]} -gt 1 ]; then
   export VM_TCG_THREAD=${VM_TCG_THREAD:-single}
+  # what every run.sh does first (QEMU and virtme-ng, the kernel download through apt),
+  # done here one after the other so the VMs do not race for apt and pip
+  bash "$here/ensure-deps.sh" "${VENV:-$root/.venv}" >&2 || exit 2
+  for suite in "${vms[@]}"; do
+    bash "$here/fetch-kernel.sh" "$suite" >/dev/null || { echo "matrix: no kernel for $suite" >&2; exit 2; }
+  done
   running=0
   for suite in "${vms[@]}"; do
     if [ "$running" -ge "$parallel" ]; then

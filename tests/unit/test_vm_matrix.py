@@ -37,6 +37,8 @@ def tree(tmp_path: Path) -> Path:
     vm.mkdir(parents=True)
     shutil.copy(ROOT / "scripts" / "vm" / "matrix.sh", vm)
     (vm / "run.sh").write_text(FAKE_RUN)
+    (vm / "ensure-deps.sh").write_text("exit 0\n")
+    (vm / "fetch-kernel.sh").write_text('echo "fetched $1" >>"$LOG"\n')
     (vm / "kernels_doc.py").write_text("import sys; print('summary', *sys.argv[1:])\n")
     (tmp_path / "venv" / "bin").mkdir(parents=True)
     os.symlink(sys.executable, tmp_path / "venv" / "bin" / "python")
@@ -53,7 +55,9 @@ def run(tree: Path, *suites: str, parallel: int = 1) -> tuple[subprocess.Complet
                        capture_output=True, text=True, timeout=60)
     events: dict[str, list[str]] = {}
     for line in log.read_text().splitlines():
-        suite, what, *rest = line.split()
+        what, suite, *rest = line.split()
+        if what != "fetched":
+            suite, what = what, suite
         events.setdefault(suite, []).append(" ".join([what, *rest]))
     return r, events
 
@@ -69,6 +73,8 @@ def test_parallel_suites_overlap_on_single_threaded_tcg(tree: Path) -> None:
     (a0, a1), (b0, b1) = _span(ev["bookworm"]), _span(ev["bullseye"])
     assert a0 < b1 and b0 < a1, "the two VMs did not run at the same time"
     assert all(e.endswith("single") for s in ev.values() for e in s if e.startswith("start"))
+    # the kernels were fetched before the VMs started, one after the other
+    assert ev["bookworm"][0] == "fetched" and ev["bullseye"][0] == "fetched"
     assert "[bookworm] booting bookworm" in r.stdout and "[bullseye] booting bullseye" in r.stdout
     assert r.returncode == 1 and "FAILED on bullseye(exit 1)" in r.stderr
     for s, code in (("bookworm", "0"), ("bullseye", "1")):
