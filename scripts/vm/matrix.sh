@@ -29,10 +29,12 @@ mkdir -p "$out"
 # user+sys seconds of all finished children of this shell (bash's `times`, 2nd line),
 # into $cpu. Called as is, never in $(...): a subshell would count its own children.
 children_cpu() {
-  times >"$out/.times.$BASHPID"   # a builtin in this shell: a pipe would run it in a subshell
-  cpu=$(sed -n 2p "$out/.times.$BASHPID" | awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, p, "m");
+  # this shell's pid, taken here: inside $(...) BASHPID names the substitution's process
+  local f="$out/.times.$BASHPID"
+  times >"$f"   # a builtin in this shell: a pipe would run it in a subshell
+  cpu=$(sed -n 2p "$f" | awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, p, "m");
     sub("s", "", p[2]); t += p[1] * 60 + p[2] } print t }')
-  rm -f "$out/.times.$BASHPID"
+  rm -f "$f"
 }
 
 # One kernel's run, its figures and exit code written into its directory. Runs in a
