@@ -56,7 +56,10 @@ def run_agent(src: str, args: list[str], n_cycles: int, pods: int = 0,
     """Start the agent, wait for n cycles (and every pod), return its memory figures."""
     port = free_port()
     home = tempfile.mkdtemp(prefix="kpod-rss-home-")  # no ~/.kube/config: auto = standalone
-    env = {**os.environ, "PYTHONPATH": src, "PYTHONUNBUFFERED": "1", "HOME": home}
+    # not the caller's KPOD_* (make bench's own KPOD_BENCH_OUT): the agent refuses
+    # settings it does not know
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("KPOD_")},
+           "PYTHONPATH": src, "PYTHONUNBUFFERED": "1", "HOME": home}
     for var in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):
         env.pop(var, None)
     with tempfile.TemporaryFile() as log:
@@ -89,7 +92,8 @@ def run_agent(src: str, args: list[str], n_cycles: int, pods: int = 0,
                 time.sleep(0.2)
             raise RuntimeError("timed out waiting for cycles/pods")
         finally:
-            os.killpg(agent.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # it may have exited: say why
+                os.killpg(agent.pid, signal.SIGTERM)
             try:
                 agent.wait(20)
             except subprocess.TimeoutExpired:
