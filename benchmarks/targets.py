@@ -109,7 +109,9 @@ def _cycle_cpu(scale: list[dict[str, Any]]) -> Verdict:
     r = _at(scale, "standard")
     fl = (r or {}).get("floor") or {}
     if r is None or r.get("cpu_per_cycle_s") is None or not fl.get("ratio"):
-        why = fl.get("error") or f"no standard run at {TARGET_CGROUPS} cgroups (quick mode?)"
+        why = fl.get("error") or (
+            f"no standard run at {TARGET_CGROUPS} cgroups (quick mode?)" if r is None else
+            "this run has no C floor figure (it predates benchmarks/floor.py)")
         return Verdict(name, "not measured", "", lim, closing=str(why))
     v, ratio = float(r["cpu_per_cycle_s"]), float(fl["ratio"])
     floor = float(fl["floor_cpu_per_cycle_s"])
@@ -158,7 +160,7 @@ def _rss_small(rss: dict[str, Any], key: str, name: str, limit: int) -> Verdict:
     got = rss.get(key) or {}
     if not got.get("VmRSS"):
         return Verdict(name, "not measured", "", f"{limit} MiB",
-                       closing=str(got.get("error") or "rss phase skipped"))
+                       closing=str(got.get("error") or "no rss phase in this run"))
     v = got["VmRSS"] / 1024
     m = f"{v:.1f} MiB (peak {got.get('VmHWM', 0) / 1024:.1f})"
     if v <= limit:
