@@ -153,10 +153,10 @@ def run(reg: procs.Registry, sizes: list[int], profiles: list[str], poll: float,
                     agent.stop()
                 rows.append(row)
                 cpu = row.get("cpu_per_cycle_s")
-                cpu = cpu if isinstance(cpu, float) else 0.0
+                cpu_ms = cpu * 1e3 if isinstance(cpu, float) else 0.0
                 fl = row.get("floor")
                 ratio = fl.get("ratio") if isinstance(fl, dict) else None
                 print(f"  scale {n:>5} cgroups {profile:<13} cpu/cycle="
-                      f"{(cpu or 0) * 1e3:7.1f} ms rss={row.get('rss_kib', 0) or 0:>7} KiB"
+                      f"{cpu_ms:7.1f} ms rss={row.get('rss_kib', 0) or 0:>7} KiB"
                       + (f" floor x{ratio:.2f}" if ratio else ""), file=sys.stderr)
     return rows

@@ -56,7 +56,8 @@ cmd=$(printf '%q ' env "${envs[@]}" bash "$here/guest-setup.sh" "$@")
 # the guest once in a full run: an int3 oops while the kernel patched its own text
 # (text_poke_bp, as BPF trampolines and static keys do) under QEMU's cross-vCPU code
 # modification; the same tests passed when rerun alone. Single-threaded TCG runs all
-# vCPUs on one host thread, in turn: slower, no such race.
+# vCPUs on one host thread, in turn: no such race (and less host CPU per run:
+# docs/architecture.md, the kernel matrix).
 case "$suite" in
   trixie) tcg_thread=${VM_TCG_THREAD:-single} ;;
   *) tcg_thread=${VM_TCG_THREAD:-multi} ;;

@@ -98,10 +98,7 @@ def parse_every(text: str) -> dict[str, int]:
         name, sep, val = item.partition("=")
         if not sep or not name.strip():
             raise ValueError(f"expected collector=cycles, got {item!r}")
-        try:
-            n = int(val.strip())
-        except ValueError:
-            raise ValueError(f"{item!r}: cycles must be a whole number") from None
+        n = parse_int(val)
         if not 1 <= n <= 100:
             raise ValueError(f"{item!r}: cycles must be 1 to 100")
         out[name.strip()] = n

@@ -36,8 +36,8 @@ UNRESOLVED_KEY = "__unresolved__"
 AGENT_KEY = "__agent__"
 OVERFLOW_KEY = "__overflow__"
 OVERFLOW_VALUE = "__overflow__"
-T = TypeVar("T")
 """Label value of the series that new series beyond the budget are folded into."""
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -343,17 +343,10 @@ class SeriesStore:
     def snapshot(self) -> list[tuple[Family, list[Series]]]:
         """A consistent copy of every family's series (copies, safe to use unlocked);
         declared families without series come with an empty list."""
-        out: list[tuple[Family, list[Series]]] = []
-        with self._lock:
-            for name in sorted(self._series.keys() | self._declared):
-                family = self._families[name]
-                rows = [
-                    Series(s.labels, s.owner_key, s.start_ns, s.value, list(s.slots), s.total,
-                           s.cycle, s.reset_start)
-                    for s in self._series.get(name, {}).values()
-                ]
-                out.append((family, rows))
-        return out
+        return self.read_live(lambda view: [
+            (family, [Series(s.labels, s.owner_key, s.start_ns, s.value, list(s.slots),
+                             s.total, s.cycle, s.reset_start) for s in rows])
+            for family, rows in view])
 
     def read_live(self, reader: Callable[[list[tuple[Family, list[Series]]]], T]) -> T:
         """`reader` over the live series, with the store locked while it runs.

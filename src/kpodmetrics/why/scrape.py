@@ -15,9 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 LabelSet = frozenset[tuple[str, str]]
 
 MAX_BYTES = 256 << 20
-
-
 CYCLE_AGE = "kpod_last_cycle_age_seconds"
+"""The agent's age of its last collection at the read (selfmetrics.LAST_CYCLE_AGE)."""
 
 
 class AgentUnreachable(Exception):

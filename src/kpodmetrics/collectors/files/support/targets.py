@@ -14,7 +14,7 @@ attributed to the pod-level cgroup (or, without one, the pod's shallowest cgroup
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -63,44 +63,46 @@ def read_procs(cgroup_dir: str) -> list[int]:
     return pids
 
 
-def read_procs_memo(cgroup_dir: str, memo: dict[tuple[str, str], Any]) -> list[int]:
-    """`read_procs` once per cycle and directory: later callers get the same pids, or
-    the same OSError (each caller counts its own error)."""
-    key = ("procs", cgroup_dir)
-    got = memo.get(key)
-    if got is None:
+def _once(memo: dict[tuple[str, str], Any], key: tuple[str, str],
+          compute: Callable[[], object]) -> Any:
+    """`compute()` once per cycle and key: later callers get the same result, or the
+    same OSError again (each caller counts its own error)."""
+    if key not in memo:
         try:
-            got = read_procs(cgroup_dir)
+            memo[key] = compute()
         except OSError as exc:
-            got = exc
-        memo[key] = got
+            memo[key] = exc
+    got = memo[key]
     if isinstance(got, OSError):
         raise got
-    return cast(list[int], got)
+    return got
+
+
+def read_procs_memo(cgroup_dir: str, memo: dict[tuple[str, str], Any]) -> list[int]:
+    """`read_procs` once per cycle and directory."""
+    return cast(list[int], _once(memo, ("procs", cgroup_dir), lambda: read_procs(cgroup_dir)))
 
 
 def child_dirs(path: str, memo: dict[tuple[str, str], Any]) -> list[str]:
     """Sorted child directories of `path`, listed once per cycle ([] when unreadable)."""
-    key = ("children", path)
-    got = memo.get(key)
-    if got is None:
-        try:
-            with os.scandir(path) as entries:
-                got = sorted(e.path for e in entries if e.is_dir(follow_symlinks=False))
-        except OSError:
-            got = []
-        memo[key] = got
-    return cast(list[str], got)
+    def listing() -> list[str]:
+        with os.scandir(path) as entries:
+            return sorted(e.path for e in entries if e.is_dir(follow_symlinks=False))
+
+    try:
+        return cast(list[str], _once(memo, ("children", path), listing))
+    except OSError:
+        return []
 
 
 def candidate_dirs(group: PodGroup, known_paths: set[str],
-                   memo: dict[tuple[str, str], Any] | None = None) -> Iterator[str]:
+                   memo: dict[tuple[str, str], Any]) -> Iterator[str]:
     """Where to look for the pod's processes: its cgroups, then child directories of
     the anchor that are not targets themselves (containers the resolver did not list).
     In standalone mode every directory is a target, so a parent never borrows its
     children's processes."""
     for ref in group.members:
         yield ref.path
-    for child in child_dirs(group.anchor.path, {} if memo is None else memo):
+    for child in child_dirs(group.anchor.path, memo):
         if child not in known_paths:
             yield child
