@@ -2,14 +2,18 @@
  * (setns) so that the test can start it directly inside a cgroup: the cgroup then
  * holds this process only, and every socket it creates is owned by that cgroup.
  *
- *   tcp_peer server NETNS 4|6 PORT K echo|sink
+ *   tcp_peer server NETNS 4|6 PORT K echo|echortt|sink
  *       listen on loopback, print "ready", accept K connections, print "accepted",
- *       read every connection to EOF (echoing back in echo mode), print
- *       "received <bytes> sent <bytes>", close all and exit.
+ *       read every connection to EOF (echoing back in echo modes), print
+ *       "received <bytes> sent <bytes>", close all and exit. echortt also reads the
+ *       socket's smoothed RTT (TCP_INFO tcpi_rtt, us) after every read and appends
+ *       " srtt_median_us <median of those readings>" to that line.
  *   tcp_peer client NETNS 4|6 PORT K
  *       open K connections, print "connected", then obey stdin lines:
  *       "send N" (N bytes on connection 0), "sendecho N" (send N, read N back),
- *       "ping R" (R rounds of 64 bytes out, 64 back), "sendfile N" (N bytes from a
+ *       "ping R" (R rounds of 64 bytes out, 64 back), "rttping R" (the same, reading
+ *       TCP_INFO's tcpi_rtt after each round: answers "pinged R srtt_median_us M"),
+ *       "sendfile N" (N bytes from a
  *       file through sendfile(2)), "tssend N" (send N bytes with TX timestamps on,
  *       wait for the peer's ACK, then drain the error queue with MSG_ERRQUEUE and
  *       answer "sent N errqueue <bytes those reads returned> <messages>"),
@@ -23,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdio.h>
@@ -48,6 +53,50 @@ static void say(const char *fmt, unsigned long long a, unsigned long long b)
 {
 	printf(fmt, a, b);
 	fflush(stdout);
+}
+
+/* TCP_INFO's smoothed RTT readings (us), taken in-band right after a segment was read:
+ * the same instants at which the kernel samples srtt for the RTT histogram, with no
+ * extra process competing for the CPU the way a polling `ss` does. */
+static unsigned int *rtts;
+static size_t nrtt, caprtt;
+
+static void sample_rtt(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+		die("getsockopt TCP_INFO");
+	if (!ti.tcpi_rtt)
+		return; /* no RTT measured yet */
+	if (nrtt == caprtt) {
+		caprtt = caprtt ? caprtt * 2 : 4096;
+		rtts = realloc(rtts, caprtt * sizeof(*rtts));
+		if (!rtts)
+			die("realloc");
+	}
+	rtts[nrtt++] = ti.tcpi_rtt;
+}
+
+static int cmp_uint(const void *a, const void *b)
+{
+	unsigned int x = *(const unsigned int *)a, y = *(const unsigned int *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* the median reading so far (0 when there was none); starts a new series */
+static unsigned long long take_rtt_median(void)
+{
+	unsigned long long m = 0;
+
+	if (nrtt) {
+		qsort(rtts, nrtt, sizeof(*rtts), cmp_uint);
+		m = rtts[nrtt / 2];
+	}
+	nrtt = 0;
+	return m;
 }
 
 static void join_netns(const char *path)
@@ -103,7 +152,7 @@ static void read_exact(int fd, size_t n)
 	}
 }
 
-static int server(int fam, int port, int k, int echo)
+static int server(int fam, int port, int k, int echo, int rtt)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = loopback(fam, port, &ss);
@@ -143,6 +192,8 @@ static int server(int fam, int port, int k, int echo)
 				continue;
 			}
 			got += (unsigned long long)r;
+			if (rtt)
+				sample_rtt(pf[i].fd);
 			if (echo) {
 				write_all(pf[i].fd, buf, (size_t)r);
 				sent += (unsigned long long)r;
@@ -150,7 +201,12 @@ static int server(int fam, int port, int k, int echo)
 		}
 	}
 	close(ls);
-	say("received %llu sent %llu\n", got, sent);
+	if (rtt)
+		printf("received %llu sent %llu srtt_median_us %llu\n", got, sent,
+		       take_rtt_median());
+	else
+		printf("received %llu sent %llu\n", got, sent);
+	fflush(stdout);
 	return 0;
 }
 
@@ -292,6 +348,13 @@ static int client(int fam, int port, int k)
 				read_exact(conns[0], 64);
 			}
 			say("pinged %llu\n", n, 0);
+		} else if (sscanf(line, "rttping %llu", &n) == 1) {
+			for (unsigned long long i = 0; i < n; i++) {
+				write_all(conns[0], src, 64);
+				read_exact(conns[0], 64);
+				sample_rtt(conns[0]);
+			}
+			say("pinged %llu srtt_median_us %llu\n", n, take_rtt_median());
 		} else if (strncmp(line, "close", 5) == 0) {
 			for (int i = 0; i < k; i++)
 				close(conns[i]);
@@ -332,7 +395,8 @@ int main(int argc, char **argv)
 		int k = atoi(argv[5]);
 		if (k < 1 || k > MAXC)
 			return 2;
-		return server(fam, port, k, strcmp(argv[6], "echo") == 0);
+		return server(fam, port, k, strncmp(argv[6], "echo", 4) == 0,
+			      strcmp(argv[6], "echortt") == 0);
 	}
 	if (strcmp(argv[1], "client") == 0 && argc >= 6) {
 		int k = atoi(argv[5]);
