@@ -53,8 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(probe_json(settings) if args.probe_json else probe_report(settings))
         return 0
+    from kpodmetrics import malloc_tuning
     from kpodmetrics.service import StartupError, run
 
+    malloc_tuning.tune()  # before the agent's threads exist
     try:
         asyncio.run(run(settings))
     except StartupError as exc:
