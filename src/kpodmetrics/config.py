@@ -230,7 +230,7 @@ OPTIONS: list[Option] = [
            "force the legacy get-next-key/lookup/delete map walk instead of batch ops"),
     Option("bpf_stats", "KPOD_BPF_STATS", "--bpf-stats", parse_bool,
            "per-program BPF run time (kpod_bpf_program_*): holds BPF_ENABLE_STATS, which "
-           "times every BPF program on the node while the agent runs (default true)"),
+           "times every BPF program on the node while the agent runs (default false)"),
     Option("host_pid", "KPOD_HOST_PID", "--host-pid", _host_pid,
            "pid in the proc root whose namespaces are the host's: auto (default: 1 when "
            "readable, else this process when the proc root is /proc), self, or a number"),
@@ -291,7 +291,7 @@ class Settings:
     legacy_maps: bool = False
     log_level: str = "info"
     host_pid: str = "auto"
-    bpf_stats: bool = True
+    bpf_stats: bool = False
     namespaces: tuple[str, ...] = ()
     exclude_namespaces: tuple[str, ...] = ()
     pod_labels: tuple[str, ...] = ()

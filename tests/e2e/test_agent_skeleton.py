@@ -17,6 +17,20 @@ from tests.e2e.agent_util import free_port, loaded_kpod_programs, run_agent
 from tests.kernel.cgroup_util import build_helper, make_cgroups, spawn_in
 
 
+def prog_run_times(pid: int) -> dict[int, int]:
+    """prog id -> run_time_ns, from the kernel's fdinfo of each BPF program fd of `pid`."""
+    out: dict[int, int] = {}
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as fh:
+                info = dict(line.split(":", 1) for line in fh if ":" in line)
+        except OSError:
+            continue
+        if "prog_id" in info and "run_time_ns" in info:
+            out[int(info["prog_id"])] = int(info["run_time_ns"])
+    return out
+
+
 @pytest.mark.e2e
 def test_busy_cgroup_histogram_on_metrics_and_clean_shutdown() -> None:
     require_root()
@@ -66,6 +80,13 @@ def test_busy_cgroup_histogram_on_metrics_and_clean_shutdown() -> None:
         assert total == pytest.approx(oracle_ns * 1e-9, rel=0.10)
         node = {lab.get("node") for n, lab, v in mine}
         assert len(node) == 1 and node != {""}
+        # BPF stats stay off unless asked for (each program run on the node would pay two
+        # clock reads): the kernel's own run time of every program the agent holds is 0
+        # although sched_switch ran (the histogram above), and nothing claims otherwise
+        assert {v for n, lab, v in samples if n == "kpod_bpf_program_stats_enabled"} == {0.0}
+        assert not [n for n, _, _ in samples if n.startswith("kpod_bpf_program_run")]
+        run_times = prog_run_times(agent.proc.pid)
+        assert run_times and set(run_times.values()) == {0}, run_times
         proc = agent.proc
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0

@@ -53,7 +53,9 @@ def receiver() -> Iterator[OtlpReceiver]:
 
 @pytest.fixture(scope="module")
 def agent(busy: KernelCgroup, receiver: OtlpReceiver) -> Iterator[AgentProc]:
-    with run_agent("--mode", "standalone", "--poll-interval", "1s",
+    # BPF stats are opt-in (they time every BPF program on the node): on here, so the
+    # kpod_bpf_program_* families are checked; the default is checked in test_agent_skeleton
+    with run_agent("--mode", "standalone", "--poll-interval", "1s", "--bpf-stats", "true",
                    env={"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": receiver.url}) as a:
         time.sleep(2.5)
         yield a
