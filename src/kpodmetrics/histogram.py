@@ -7,7 +7,9 @@ an exact set of Prometheus bucket bounds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+import operator
+from collections.abc import Callable, Sequence
 
 
 def slot_of(v: int, nslots: int) -> int:
@@ -35,3 +37,16 @@ def cumulative_at(slots: Sequence[int], exponents: Sequence[int]) -> list[int]:
         upto = k
         out.append(running)
     return out
+
+
+def cumulative_getter(exponents: Sequence[int], nslots: int) -> Callable[[Sequence[int]], list[int]]:
+    """`cumulative_at` for many histograms of `nslots` slots and the same exponents:
+    the exponents are checked once, and each call is a running sum and one pick (the
+    exposition does this for every histogram series at every render)."""
+    if not exponents:
+        return lambda slots: []
+    cumulative_at([0] * nslots, exponents)  # the same refusals, once
+    pick = operator.itemgetter(*exponents)
+    if len(exponents) == 1:
+        return lambda slots: [pick(list(itertools.accumulate(slots)))]
+    return lambda slots: list(pick(list(itertools.accumulate(slots))))

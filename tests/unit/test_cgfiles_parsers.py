@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kpodmetrics.collectors.files.support import formats
 from kpodmetrics.collectors.files.support.formats import (
     parse_flat_keyed,
     parse_io_stat,
@@ -205,3 +206,81 @@ def test_truncated_files_never_raise_and_keep_whole_lines(cut: int, rel: str) ->
         for dev, pairs in part.rows.items():
             # a cut inside a number shortens it but never invents a key
             assert set(pairs) <= set(full.rows[dev])
+
+
+# -- the whole-file fast paths agree with the strict line parsers -------------------------
+
+
+def _same_flat(data: bytes) -> None:
+    fast, strict = parse_flat_keyed(data), formats._parse_flat_keyed_lines(data)
+    assert (fast.values, fast.malformed) == (strict.values, strict.malformed), data
+
+
+def _same_psi(data: bytes) -> None:
+    fast, strict = parse_psi(data), formats._parse_psi_lines(data)
+    assert (fast.rows, fast.malformed) == (strict.rows, strict.malformed), data
+
+
+def test_fast_paths_agree_on_every_fixture() -> None:
+    flat = [p for p in FIXTURES.rglob("*")
+            if p.name in ("cpu.stat", "memory.stat", "memory.events", "memory.events.local")]
+    psi = list(FIXTURES.rglob("*.pressure"))
+    assert flat and psi
+    for p in flat:
+        _same_flat(p.read_bytes())
+    for p in psi:
+        _same_psi(p.read_bytes())
+
+
+def test_fast_paths_take_the_kernels_form_and_leave_the_rest() -> None:
+    """The kernel's own form is taken by the regular expression; every variation goes
+    to the strict parser, with the same answer as before the fast path existed."""
+    psi = b"some avg10=0.00 avg60=0.12 avg300=0.05 total=123\nfull avg10=0.00 " \
+          b"avg60=0.00 avg300=0.00 total=45\n"
+    assert formats._PSI_FILE.fullmatch(psi) is not None
+    assert parse_psi(psi).rows == {"some": {"total": 123}, "full": {"total": 45}}
+    flat = b"usage_usec 10\nuser_usec 7\nsystem_usec 3\nnegative -4\n"
+    assert formats._FLAT_FILE.fullmatch(flat.decode()) is not None
+    assert parse_flat_keyed(flat).values == {"usage_usec": 10, "user_usec": 7,
+                                             "system_usec": 3, "negative": -4}
+    for variant in (
+        b"usage_usec 10\nusage_usec 11\n",        # a repeated key: malformed
+        b"usage_usec  10\nuser_usec\t7\n",        # other whitespace
+        b"usage_usec 10\nuser_usec 7",            # no final newline
+        b"usage_usec 10\n\nuser_usec 7\n",        # a blank line
+        b"usage_usec 1x\nuser_usec 7\n",          # not a number
+        b"usage_usec 123456789012345678901\n",    # too long a number
+        b"",
+    ):
+        _same_flat(variant)
+    for variant in (
+        psi.replace(b"total=45", b"total=99999999999999999999"),  # beyond u64
+        psi.replace(b"avg60=0.12", b"avg60=1"),                   # no fraction
+        psi + psi,                                                # rows repeated
+        psi.replace(b"full", b"fuzz"),
+        psi[:-1],
+        b"some avg10=0.00 avg60=0.00 avg300=0.00 total=7\n",      # cpu.pressure before 5.13
+        b"",
+    ):
+        _same_psi(variant)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["usage_usec", "a.b", "x-y", "k", "é", ""]),
+                          st.sampled_from(["0", "-3", "12", "18446744073709551615", "1.5",
+                                           "", "7 8"]),
+                          st.sampled_from([" ", "  ", "\t"])), max_size=6),
+       st.booleans())
+def test_flat_fast_path_agrees_with_the_strict_parser(rows, final_newline) -> None:  # type: ignore[no-untyped-def]
+    text = "\n".join(f"{k}{sep}{v}" for k, v, sep in rows) + ("\n" if final_newline else "")
+    _same_flat(text.encode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["some", "full", "none"]),
+                          st.sampled_from(["0.00", "12.5", "1", "x"]),
+                          st.sampled_from(["0", "42", "18446744073709551616", "-1"])),
+                max_size=3))
+def test_psi_fast_path_agrees_with_the_strict_parser(rows) -> None:  # type: ignore[no-untyped-def]
+    data = "".join(f"{r} avg10={a} avg60={a} avg300={a} total={t}\n" for r, a, t in rows)
+    _same_psi(data.encode())

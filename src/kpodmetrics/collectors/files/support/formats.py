@@ -6,6 +6,14 @@ Three shapes cover every file we read:
 - nested keyed, `KEY sub=value sub=value` (`io.stat`, the PSI `*.pressure` files).
 Each returns what it understood plus the number of malformed lines it skipped. Keys
 the kernel adds in later versions are simply carried along; callers pick theirs.
+
+The flat keyed and PSI parsers first try one regular expression over the whole file in
+the exact form the kernel prints (single spaces, one record per line): a cycle at
+1,000 cgroups parses some 5,000 of these files, and the line-by-line checks cost
+5.8 us per PSI file and 28 us per memory.stat against 0.8 and 17 us for the match
+(measured here). Anything else, a malformed line included, goes through the strict
+line parser, which yields the same values for a well-formed file (tests compare the
+two) and counts what it skips.
 """
 
 from __future__ import annotations
@@ -50,9 +58,23 @@ def parse_single(data: bytes) -> int | None:
     return parse_uint(lines[0].strip())
 
 
+_FLAT_FILE = re.compile(r"(?:[A-Za-z0-9_.\-]{1,64} -?[0-9]{1,20}\n)*")
+_FLAT_LINE = re.compile(r"([A-Za-z0-9_.\-]{1,64}) (-?[0-9]{1,20})\n")
+
+
 def parse_flat_keyed(data: bytes) -> Parsed:
     """`key value` lines. Values may be negative in a few memory.stat fields, so a sign is
     accepted here; callers treat negative readings of their keys as malformed."""
+    text = data.decode("utf-8", "replace")
+    if _FLAT_FILE.fullmatch(text) is not None:
+        pairs = _FLAT_LINE.findall(text)
+        values = {k: int(v) for k, v in pairs}
+        if len(values) == len(pairs):  # a repeated key is malformed: the strict path
+            return Parsed(values)
+    return _parse_flat_keyed_lines(data)
+
+
+def _parse_flat_keyed_lines(data: bytes) -> Parsed:
     out = Parsed()
     for line in lines_of(data):
         parts = line.split()
@@ -122,10 +144,27 @@ def parse_io_stat(data: bytes) -> NestedParsed:
 _PSI_AVGS = frozenset({"avg10", "avg60", "avg300"})
 
 
+_PSI_ROW = r"avg10=[0-9]{1,20}\.[0-9]{1,20} avg60=[0-9]{1,20}\.[0-9]{1,20} " \
+           r"avg300=[0-9]{1,20}\.[0-9]{1,20} total=([0-9]{1,20})\n"
+_PSI_FILE = re.compile(("some " + _PSI_ROW + "(?:full " + _PSI_ROW + ")?").encode())
+
+
 def parse_psi(data: bytes) -> NestedParsed:
     """`*.pressure`: `some avg10=.. avg60=.. avg300=.. total=<usec>` and optionally `full`.
 
     cpu.pressure has no `full` line before 5.13. Rows are kept only with a `total`."""
+    m = _PSI_FILE.fullmatch(data)
+    if m is not None:
+        some, full = m.groups()
+        rows = {"some": {"total": int(some)}}
+        if full is not None:
+            rows["full"] = {"total": int(full)}
+        if all(r["total"] < 2**64 for r in rows.values()):
+            return NestedParsed(rows)
+    return _parse_psi_lines(data)
+
+
+def _parse_psi_lines(data: bytes) -> NestedParsed:
     out = NestedParsed()
     for line in lines_of(data):
         parts = line.split()
