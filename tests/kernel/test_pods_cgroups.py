@@ -126,3 +126,29 @@ async def test_real_cgroups_resolve_to_pods_and_drain_after_grace(tmp_path: Path
             sleeper.wait()
         await srv.close()
     assert not os.path.exists(base)  # every cgroup the test made is gone
+
+
+def test_walk_skips_listing_leaves_and_still_finds_every_cgroup() -> None:
+    """walk() lists only directories whose link count says they have subdirectories
+    (kernfs: 2 + subdirectories). Oracle: os.walk of the same tree and the kernel's own
+    cgroup id of each directory (name_to_handle_at), before and after a leaf gets a
+    child (its count goes from 2 to 3, so the next walk lists it)."""
+    require_root()
+    with make_cgroups("a", "a/b/c", "d") as (a, _c, d):
+        base = os.path.dirname(a.path)
+
+        def rel(p: str) -> str:
+            r = os.path.relpath(p, base)
+            return "/" if r == "." else "/" + r
+
+        def oracle() -> dict[str, int]:
+            return {rel(p): kernel_cgroup_id(p) for p, _dirs, _files in os.walk(base)}
+
+        assert os.stat(d.path).st_nlink == cgroupfs.LEAF_NLINK  # kernfs counts links
+        assert os.stat(a.path).st_nlink == cgroupfs.LEAF_NLINK + 1
+        assert dict(cgroupfs.walk(base)) == oracle()
+        assert len(oracle()) == 5  # base, a, a/b, a/b/c, d
+        os.mkdir(os.path.join(d.path, "late"))
+        assert os.stat(d.path).st_nlink == cgroupfs.LEAF_NLINK + 1
+        got = dict(cgroupfs.walk(base))
+        assert got == oracle() and "/d/late" in got

@@ -63,28 +63,51 @@ def cgroup_id(path: str) -> int:
     return os.stat(path).st_ino
 
 
+LEAF_NLINK = 2
+"""kernfs gives a directory `2 + number of subdirectories` links (kernfs_refresh_inode,
+since kernfs began in 3.14), as most Unix file systems do: a cgroup whose directory has
+2 links has no child cgroups."""
+
+
 def walk(root: str) -> Iterator[tuple[str, int]]:
     """Yield (path relative to root starting with '/', cgroup id) for every cgroup.
 
     Directories that vanish during the walk are skipped (cgroups come and go). A
     child's id is its directory entry's inode number (kernfs lists each node with the
-    inode number its stat reports), so the walk costs one listing per cgroup and no
-    stat; paths are joined as strings, not through os.path.relpath (at 1,000 cgroups
-    a stat and relpath per directory were 5 % of the agent's CPU)."""
+    inode number its stat reports). Paths are joined as strings, not through
+    os.path.relpath (at 1,000 cgroups a stat and relpath per directory were 5 % of the
+    agent's CPU).
+
+    A cgroup directory lists every interface file of the cgroup (20 to 80 of them), so
+    listing one only to learn it has no subdirectory cost more than the rest of the
+    walk: each child's link count (one lstat of its entry) says whether it has
+    subdirectories (LEAF_NLINK), and leaves are not listed. A count that does not look
+    like a leaf's (any other number, or a file system that does not count links)
+    gets the listing."""
     try:
-        top = os.stat(root).st_ino
+        top = os.stat(root)
     except OSError:
         return
     base = root.rstrip("/") or "/"
-    stack: list[tuple[str, str, int]] = [(base, "/", top)]
+    stack: list[tuple[str, str, int, int]] = [(base, "/", top.st_ino, top.st_nlink)]
     while stack:
-        d, rel, ino = stack.pop()
+        d, rel, ino, nlink = stack.pop()
+        if nlink == LEAF_NLINK:
+            yield rel, ino
+            continue
         try:
             with os.scandir(d) as it:
-                entries = [(e.name, e.inode()) for e in it if e.is_dir(follow_symlinks=False)]
+                entries = []
+                for e in it:
+                    if e.is_dir(follow_symlinks=False):
+                        try:
+                            links = e.stat(follow_symlinks=False).st_nlink
+                        except OSError:
+                            continue  # gone since the listing
+                        entries.append((e.name, e.inode(), links))
         except OSError:
             continue
         yield rel, ino
         prefix = "/" if rel == "/" else rel + "/"
-        for name, child in entries:
-            stack.append((os.path.join(d, name), prefix + name, child))
+        for name, child, links in entries:
+            stack.append((os.path.join(d, name), prefix + name, child, links))

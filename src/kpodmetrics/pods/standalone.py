@@ -45,10 +45,14 @@ class StandaloneResolver:
 
     def _walk(self) -> None:
         found: dict[int, CgroupRef] = {}
+        known = self._live
         for rel, cid in cgroupfs.walk(self.root):
-            path = self.root if rel == "/" else self.root + rel
-            owner = Owner(key=rel, labels=(("cgroup", rel),))
-            found[cid] = CgroupRef(cid, path, owner, pod_key=rel, pod_level=True)
+            ref = known.get(cid)
+            if ref is None or ref.pod_key != rel:  # new (or renamed): a cycle reuses the rest
+                path = self.root if rel == "/" else self.root + rel
+                owner = Owner(key=rel, labels=(("cgroup", rel),))
+                ref = CgroupRef(cid, path, owner, pod_key=rel, pod_level=True)
+            found[cid] = ref
         now = self._clock()
         with self._lock:
             for cid, ref in self._live.items():

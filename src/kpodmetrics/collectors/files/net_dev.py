@@ -29,7 +29,7 @@ from kpodmetrics.collectors.files.support.procs import (
     pids_by_dir,
     require_host_pid_namespace,
 )
-from kpodmetrics.collectors.files.support.targets import PodGroup, pod_groups
+from kpodmetrics.collectors.files.support.targets import PodGroup, pod_groups_memo
 from kpodmetrics.config import Settings
 from kpodmetrics.families import Family, FamilyType
 from kpodmetrics.samples import HistogramSample, Kind, Sample
@@ -79,7 +79,7 @@ class IfaceCollector(FileCollector):
         known = {r.path for r in ctx.targets}
         seen: set[int] = {host_net}
         out: list[Sample | HistogramSample] = []
-        for group in pod_groups(ctx.targets):
+        for group in pod_groups_memo(ctx.targets, ctx.memo):
             reading = self._read_group_netns(ctx, group, known)
             if reading is None:
                 continue

@@ -54,7 +54,7 @@ from kpodmetrics.collectors.files.support.procs import (
     require_host_pid_namespace,
 )
 from kpodmetrics.collectors.files.support.stuckmounts import MountProber, Stuck
-from kpodmetrics.collectors.files.support.targets import PodGroup, pod_groups
+from kpodmetrics.collectors.files.support.targets import PodGroup, pod_groups_memo
 from kpodmetrics.config import Settings
 from kpodmetrics.families import Family, FamilyType
 from kpodmetrics.pods.owner import CgroupRef
@@ -162,7 +162,7 @@ class FsCollector(FileCollector):
         known = {r.path for r in ctx.targets}
         done_ns: set[int] = {host.mnt_ns}
         out: list[Sample | HistogramSample] = []
-        for group in pod_groups(ctx.targets):
+        for group in pod_groups_memo(ctx.targets, ctx.memo):
             excluded = host.node_wide if is_kubernetes(group.anchor) else host.all_devices
             volumes = self._volumes(ctx, group, known, done_ns, excluded)
             if not volumes:

@@ -17,7 +17,7 @@ from kpodmetrics.collectors.base import CollectContext
 from kpodmetrics.collectors.files.support.collector import FileCollector
 from kpodmetrics.collectors.files.support.files import Vanished, read_optional
 from kpodmetrics.collectors.files.support.podlevel import PodLedger
-from kpodmetrics.collectors.files.support.targets import pod_groups
+from kpodmetrics.collectors.files.support.targets import pod_groups_memo
 from kpodmetrics.families import Family
 from kpodmetrics.pods.owner import CgroupRef
 from kpodmetrics.samples import HistogramSample, Sample
@@ -37,7 +37,7 @@ class PerCgroupCollector(FileCollector):
         ledgers = self._ledgers
         out: list[Sample | HistogramSample] = []
         seen: dict[str, PodLedger] = {}
-        for group in pod_groups(ctx.targets):
+        for group in pod_groups_memo(ctx.targets, ctx.memo):
             pod = group.anchor if group.anchor.pod_level else None
             containers = [r for r in group.members if not r.pod_level]
             ledger = ledgers.get(group.key)
