@@ -190,15 +190,27 @@ class MapDecoder:
         nslots = KPOD_HIST_SLOTS
         keys = self._key.iter_unpack(read.keys[: read.count * read.key_size])
         values = self._value.iter_unpack(read.values[: read.count * read.value_stride])
+        # the label tuple of each distinct combination of labelled key members, made once
+        # per read: at 1,000 cgroups the same few (device, op) or syscall numbers repeat
+        # for every cgroup. Only per read, because label_of may learn a name later.
+        labelled: dict[tuple[int, ...], Labels | None] = {}
+        members = [i for i, _, _ in self._labs]
         for k, v in zip(keys, values, strict=True):
             cg = k[self._cg]
             pre: Labels = ()
             if self._labs:
-                got = [(name, fn(k[i])) for i, name, fn in self._labs]
-                if any(v is None for _, v in got):
+                raw_key = tuple(k[i] for i in members)
+                if raw_key in labelled:
+                    got_pre = labelled[raw_key]
+                else:
+                    got = [(name, fn(k[i])) for i, name, fn in self._labs]
+                    got_pre = None if any(x is None for _, x in got) else \
+                        tuple(got)  # type: ignore[arg-type]  # no None left
+                    labelled[raw_key] = got_pre
+                if got_pre is None:
                     out.unlabeled += 1
                     continue
-                pre = tuple(got)  # type: ignore[arg-type]  # no None left
+                pre = got_pre
             for fam, i, labels in self._counts:
                 if v[i]:
                     samples.append(Sample(fam, cg, float(v[i]), labels=pre + labels))

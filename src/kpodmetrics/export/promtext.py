@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import logging
 import math
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
+
+try:  # ISA-L's deflate: the same gzip stream format
+    from isal import isal_zlib as _deflate
+except ImportError:  # a platform without its wheel: the standard library's zlib
+    import zlib as _deflate  # type: ignore[no-redef]
 
 from kpodmetrics.export.store import Series
 from kpodmetrics.families import Family, FamilyType
@@ -129,8 +133,12 @@ def render(families: Iterable[tuple[Family, Sequence[Series]]]) -> bytes:
 
 def render_gzip(families: Iterable[tuple[Family, Sequence[Series]]]) -> bytes:
     """The whole exposition, gzip level 1, compressed family by family: at 1,000
-    cgroups the text is 13 MB and its gzip form about a tenth of that."""
-    z = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 16+15: a gzip stream
+    cgroups the text is 13 MB and its gzip form about a thirtieth of that.
+
+    Compressed with ISA-L (the `isal` package) where it is installed: on that 12.8 MB
+    text, 3.2 ms against zlib's 19.8 ms at level 1, 450 kB either way (measured here);
+    zlib was a tenth of the agent's CPU per cycle at 1,000 cgroups."""
+    z = _deflate.compressobj(1, _deflate.DEFLATED, 31)  # wbits 16+15: a gzip stream
     chunks = [z.compress(part.encode()) for part in render_parts(families)]
     chunks.append(z.flush())
     return b"".join(chunks)
