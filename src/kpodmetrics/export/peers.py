@@ -66,6 +66,7 @@ def fold_peers(samples: Iterable[PeerSample], resolver: Resolver,
     groups: dict[tuple[str, str], tuple[int, dict[Labels, float]]] = {}
     families = {}
     keys: dict[Labels, str] = {}  # holder labels -> holder owner key
+    named: dict[int, tuple[Labels, str]] = {}  # peer id -> peer_labels, once per call
     for s in samples:
         if s.value <= 0:
             continue
@@ -78,7 +79,10 @@ def fold_peers(samples: Iterable[PeerSample], resolver: Resolver,
             key = (s.family.name, owner.key)
         families[s.family.name] = s.family
         _, acc = groups.setdefault(key, (s.cgroup_id, {}))
-        labels, peer_key = peer_labels(resolver, s.peer_cgroup_id)
+        got = named.get(s.peer_cgroup_id)
+        if got is None:
+            got = named[s.peer_cgroup_id] = peer_labels(resolver, s.peer_cgroup_id)
+        labels, peer_key = got
         acc[labels] = acc.get(labels, 0.0) + s.value
         keys[labels] = peer_key
     out: list[Sample] = []

@@ -163,8 +163,8 @@ class SeriesStore:
             else tuple((n, "__unresolved__" if i == 0 else "") for i, n in enumerate(owner_labels)),
         )
         drop_unresolved = self._unresolved_policy == "drop"
-        # cgroup id -> (owner or None, what to count): resolved once per call
-        owners: dict[int, tuple[Owner | None, int]] = {}
+        # cgroup id -> (owner or None, what to count, static + owner labels): once per call
+        owners: dict[int, tuple[Owner | None, int, Labels]] = {}
         checked: set[int] = set()  # families whose name this call matched to the store's
         levels: set[tuple[str, Labels]] = set()
         static = self._static
@@ -177,9 +177,11 @@ class SeriesStore:
                 cg = s.cgroup_id
                 got = owners.get(cg)
                 if got is None:
-                    owners[cg] = got = self._resolve(resolver, cg, unresolved_owner,
-                                                     drop_unresolved)
-                owner, outcome = got
+                    found, outcome = self._resolve(resolver, cg, unresolved_owner,
+                                                   drop_unresolved)
+                    owners[cg] = got = (found, outcome,
+                                        static + found.labels if found is not None else ())
+                owner, outcome, base = got
                 if outcome != _RESOLVED:
                     if outcome == _IGNORED:  # known, deliberately not exported
                         stats.ignored += 1
@@ -190,7 +192,7 @@ class SeriesStore:
                         continue
                 assert owner is not None
                 family = s.family
-                labels = static + owner.labels + s.labels
+                labels = base + s.labels
                 per_family = series_of.get(family.name)
                 series = per_family.get(labels) if per_family is not None else None
                 if series is None or id(family) not in checked:
