@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from kpodmetrics.collectors.files.support.files import CGROUP_RECORD_MAX, read_bounded
 from kpodmetrics.collectors.files.support.formats import lines_of
+from kpodmetrics.pods.cgroupfs import LEAF_NLINK
 from kpodmetrics.pods.owner import CgroupRef
 
 MAX_PIDS_TRIED = 3
@@ -94,6 +95,8 @@ def read_procs_memo(cgroup_dir: str, memo: dict[tuple[str, str], Any]) -> list[i
 def child_dirs(path: str, memo: dict[tuple[str, str], Any]) -> list[str]:
     """Sorted child directories of `path`, listed once per cycle ([] when unreadable)."""
     def listing() -> list[str]:
+        if os.stat(path).st_nlink == LEAF_NLINK:  # no subdirectory: skip the listing
+            return []  # of every interface file (cgroupfs.walk says why this holds)
         with os.scandir(path) as entries:
             return sorted(e.path for e in entries if e.is_dir(follow_symlinks=False))
 
