@@ -121,4 +121,7 @@ def measure(agent: procs.Agent, binary: str, agent_cpu_per_cycle: float | None,
         "floor_cpu_per_cycle_s": floor,
         "replay_missing": rep["missing"],
         "ratio": (agent_cpu_per_cycle / floor) if agent_cpu_per_cycle and floor else None,
+        **({} if agent_cpu_per_cycle and floor else {"no_ratio": (
+            "the agent's CPU per cycle was below the clock tick of /proc/<pid>/stat"
+            if not agent_cpu_per_cycle else "the replay's CPU time was 0")}),
     }

@@ -38,7 +38,11 @@ def test_bench_quick_runs_and_cleans_up(tmp_path: Path) -> None:
     assert len(res["targets"]) == 9
     # the C floor and the resident-memory phase ran (their figures are for make bench)
     floors = [row["floor"] for row in res["scale"] if row.get("floor")]
-    assert floors and all(f.get("ratio", 0) > 1 for f in floors), floors
+    # every floor traced real opens and replayed them; a ratio exists where both CPU
+    # figures are above the clock tick (at the quick sizes the agent's cycle may not be)
+    assert floors and all("error" not in f and f["opens_per_cycle"] > 0 for f in floors), floors
+    assert all(f["ratio"] > 1 if f["ratio"] is not None else f["no_ratio"] for f in floors), \
+        floors
     assert all(res["rss"][k].get("VmRSS") for k in ("standalone_idle", "kubernetes")), res["rss"]
     assert "## Targets" in r.stdout
     # the run left nothing behind

@@ -100,7 +100,8 @@ def test_listed_names_are_exported_by_the_comprehensive_profile(tmp_path: Path) 
     proc = subprocess.Popen(
         [sys.executable, "-m", "kpodmetrics", "run", "--mode", "standalone",
          "--profile", "comprehensive", "--address", "127.0.0.1", "--port", str(port),
-         "--poll-interval", "1s"],
+         # the opt-in BPF run-time stats too: their families are in the list
+         "--poll-interval", "1s", "--bpf-stats", "true"],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
         env={k: v for k, v in os.environ.items() if not k.startswith("KPOD_")})
     want = listed_names()
