@@ -34,6 +34,25 @@ def prog_ids(pid: int) -> set[int]:
     return out
 
 
+def map_names(pid: int) -> set[str]:
+    """Names of the BPF maps the process holds fds of, as the kernel lists them (ids
+    from /proc/<pid>/fdinfo `map_id:`, names from `bpftool map show`)."""
+    import json
+
+    ids: set[int] = set()
+    base = f"/proc/{pid}/fdinfo"
+    for fd in os.listdir(base):
+        try:
+            with open(os.path.join(base, fd)) as fh:
+                text = fh.read()
+        except OSError:
+            continue
+        ids |= {int(line.split()[1]) for line in text.splitlines() if line.startswith("map_id:")}
+    out = subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True, text=True,
+                         check=True).stdout
+    return {m.get("name", "") for m in json.loads(out) if m.get("id") in ids}
+
+
 def prog_stats(fd: int) -> tuple[int, int]:
     """(run_time_ns, run_cnt) of a program fd of this process, read from its fdinfo by
     the agent's own reader (kernel tests measure program cost with it)."""

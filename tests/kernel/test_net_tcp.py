@@ -15,6 +15,7 @@ RetransSegs also proves retransmitted GSO skbs are counted by segment, not by ev
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import re
 import subprocess
@@ -41,7 +42,9 @@ from kpodmetrics.collectors.ebpf.tcp import (
     NetTcpCollector,
 )
 from kpodmetrics.samples import HistogramSample, Kind, Sample
+from tests.bpf_owned import map_names
 from tests.conftest import require_root
+from tests.kernel.bpf_blind import EventTrace, event_trace
 from tests.kernel.cgroup_util import KernelCgroup, build_helper, make_cgroups, spawn_in
 
 ACTIVE_L = (("direction", "active"),)
@@ -205,6 +208,20 @@ def settled_counters(c: NetTcpCollector, totals: Totals, ns: str,
     return first
 
 
+RETRANSMIT_EVENTS = ("tcp/tcp_retransmit_skb", "tcp/tcp_retransmit_synack")
+GSO_MAX_SEGS = 46
+"""Segments in one retransmitted skb at most: 64 KiB at the netns' MSS of 1448."""
+
+
+def blind_retransmits(tr: EventTrace) -> int:
+    """Retransmit events the kernel raised where no BPF program runs (bpf_blind.py):
+    0 on stock kernels; then every count below is exact."""
+    hidden = tr.hidden("tcp_retransmit_skb") + tr.hidden("tcp_retransmit_synack")
+    if hidden:
+        print(f"\n{hidden} retransmit event(s) raised in a context blind to BPF (excused)")
+    return hidden
+
+
 def has_kernel_function(name: str) -> bool:
     """`name` is a function of this kernel (its symbol table says so)."""
     with open("/proc/kallsyms") as fh:
@@ -262,7 +279,8 @@ def test_bytes_and_connections_charged_to_socket_owners(collector_factory, fam, 
     k, nbytes = 5, 1_000_003
     c = collector_factory(legacy, variants)
     totals = Totals()
-    with netns() as ns, make_cgroups("client", "server", "idle") as (cli_cg, srv_cg, idle):
+    with netns() as ns, make_cgroups("client", "server", "idle") as (cli_cg, srv_cg, idle), \
+            event_trace(*RETRANSMIT_EVENTS) as tr:
         p = port()
         srv = start_server(srv_cg, ns, fam, p, k, "echo")
         before = netns_counters(ns)
@@ -310,7 +328,7 @@ def test_bytes_and_connections_charged_to_socket_owners(collector_factory, fam, 
     failed = after["TcpExt.TCPRetransFail"] - before["TcpExt.TCPRetransFail"]
     got = totals.retrans(cli_cg) + totals.retrans(srv_cg)
     print(f"\nretransmits: ours {got}, RetransSegs {retrans} (TCPRetransFail {failed})")
-    assert retrans - failed <= got <= retrans
+    assert retrans - failed - GSO_MAX_SEGS * blind_retransmits(tr) <= got <= retrans
     # RTT samples: both peers received segments
     assert sum(totals.hist[cli_cg.id]) > 0 and sum(totals.hist[srv_cg.id]) > 0
     assert idle.id not in totals.cgroups
@@ -324,7 +342,8 @@ def test_retransmits_match_retranssegs_and_land_on_the_sender(collector_factory,
     nbytes = 4_000_000
     c = collector_factory(variants=variants)
     totals = Totals()
-    with netns() as ns, make_cgroups("client", "server", "idle") as (cli_cg, srv_cg, idle):
+    with netns() as ns, make_cgroups("client", "server", "idle") as (cli_cg, srv_cg, idle), \
+            event_trace(*RETRANSMIT_EVENTS) as tr:
         p = port()
         with input_drop(ns, p, 10):
             srv = start_server(srv_cg, ns, fam, p, 1, "sink")
@@ -358,7 +377,8 @@ def test_retransmits_match_retranssegs_and_land_on_the_sender(collector_factory,
     # only allowed difference.
     # a short count names its category: map insert failures and LRU evictions of the
     # stats map (an evicted entry takes its counts since the last read with it)
-    assert retrans - failed <= got_cli + got_srv <= retrans, (ext, c.map_health())
+    unseen = GSO_MAX_SEGS * blind_retransmits(tr)
+    assert retrans - failed - unseen <= got_cli + got_srv <= retrans, (ext, c.map_health())
     # data flowed client -> server only, and only data was dropped: the server never
     # had anything to retransmit, every retransmitted segment is the client's
     assert got_srv == 0
@@ -368,8 +388,9 @@ def test_retransmits_match_retranssegs_and_land_on_the_sender(collector_factory,
     # of the Loss state it enters; SYNs; loss probes, some of which send new data
     # instead of retransmitting (TCPLossProbes counts both)
     if failed == 0:
-        assert by_cause["fast"] == ext["TCPFastRetrans"]
-        assert by_cause["rto"] == ext["TCPTimeouts"] + ext["TCPSlowStartRetrans"]
+        assert ext["TCPFastRetrans"] - unseen <= by_cause["fast"] <= ext["TCPFastRetrans"]
+        rto = ext["TCPTimeouts"] + ext["TCPSlowStartRetrans"]
+        assert rto - unseen <= by_cause["rto"] <= rto
         assert by_cause["syn"] == ext["TCPSynRetrans"]
         assert by_cause["tlp"] <= ext["TCPLossProbes"]
     assert sum(by_cause.values()) == got_cli
@@ -390,7 +411,8 @@ def test_lost_tail_segments_are_loss_probe_retransmits(collector_factory, varian
     rounds = 200
     c = collector_factory(variants=variants)
     totals = Totals()
-    with netns() as ns, make_cgroups("client", "server") as (cli_cg, srv_cg):
+    with netns() as ns, make_cgroups("client", "server") as (cli_cg, srv_cg), \
+            event_trace(*RETRANSMIT_EVENTS) as tr:
         p = port()
         with input_drop(ns, p, 10):
             srv = start_server(srv_cg, ns, 4, p, 1, "echo")
@@ -417,11 +439,33 @@ def test_lost_tail_segments_are_loss_probe_retransmits(collector_factory, varian
           f"TCPFastRetrans {delta('TcpExt.TCPFastRetrans')}, TCPTimeouts "
           f"{delta('TcpExt.TCPTimeouts')}, TCPSlowStartRetrans {delta('TcpExt.TCPSlowStartRetrans')}")
     assert delta("TcpExt.TCPRetransFail") == 0
-    assert sum(by_cause.values()) == delta("Tcp.RetransSegs")
-    assert by_cause["fast"] == delta("TcpExt.TCPFastRetrans")
-    assert by_cause["rto"] == delta("TcpExt.TCPTimeouts") + delta("TcpExt.TCPSlowStartRetrans")
+    # one-segment messages: each retransmit is one segment, so the excuse is exact too
+    unseen = blind_retransmits(tr)
+    assert sum(by_cause.values()) == delta("Tcp.RetransSegs") - unseen
+    fast = delta("TcpExt.TCPFastRetrans")
+    assert fast - unseen <= by_cause["fast"] <= fast
+    rto = delta("TcpExt.TCPTimeouts") + delta("TcpExt.TCPSlowStartRetrans")
+    assert rto - unseen <= by_cause["rto"] <= rto
     assert by_cause["syn"] == delta("TcpExt.TCPSynRetrans") == 0
     assert 0 < by_cause["tlp"] <= delta("TcpExt.TCPLossProbes")
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("variants", [None, FALLBACKS["raw_tp"], FALLBACKS["btf_fallbacks"]],
+                         ids=["default", "raw_tp", "btf_fallbacks"])
+def test_only_the_chosen_connection_marks_exist(collector_factory, variants):  # type: ignore[no-untyped-def]
+    """Socket storage (tp_btf) and the 8,192-entry preallocated hash (0.66 MB: the other
+    variants) are alternatives: only the chosen variant's map is created. The oracle is
+    the kernel's own list of this process's maps; the signal itself is checked by
+    test_bytes_and_connections_charged_to_socket_owners on the same variants."""
+    require_root()
+    c = collector_factory(variants=variants)
+    state = next(st for st in c.signal_states() if st.signal.name == "tcp_state")
+    own, other = ("tcp_opened", "tcp_opened_hash") if state.variant == "tp_btf" \
+        else ("tcp_opened_hash", "tcp_opened")
+    held = map_names(os.getpid())
+    assert own in held and other not in held, (state.variant, held)
+    assert "tcp_stats" in held
 
 
 SRTT_MEDIAN = re.compile(r" srtt_median_us (\d+)$")
@@ -495,7 +539,8 @@ def test_synack_retransmits_land_on_the_listener(collector_factory, variants):  
     require_root()
     c = collector_factory(variants=variants)
     totals = Totals()
-    with netns() as ns, make_cgroups("client", "server", "idle") as (cli_cg, srv_cg, idle):
+    with netns() as ns, make_cgroups("client", "server", "idle") as (cli_cg, srv_cg, idle), \
+            event_trace(*RETRANSMIT_EVENTS) as tr:
         p = port()
         srv = start_server(srv_cg, ns, 4, p, 1, "sink")
         before = netns_counters(ns)
@@ -522,8 +567,9 @@ def test_synack_retransmits_land_on_the_listener(collector_factory, variants):  
     assert synretrans >= 1
     # the client's SYN was never dropped and it had no data: every retransmit is a SYN-ACK
     assert retrans == synretrans
-    assert totals.retrans(srv_cg) == synretrans
-    assert totals.retrans(srv_cg, "syn") == synretrans  # every one of them is a SYN-ACK
+    unseen = blind_retransmits(tr)
+    assert synretrans - unseen <= totals.retrans(srv_cg) <= synretrans
+    assert totals.retrans(srv_cg, "syn") == totals.retrans(srv_cg)  # every one a SYN-ACK
     assert totals.retrans(cli_cg) == 0
     assert totals.get(OPENED.name, srv_cg, PASSIVE_L) == 1
     assert idle.id not in totals.cgroups
