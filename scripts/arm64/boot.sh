@@ -45,7 +45,7 @@ chmod +x "$work/over/init"
 (cd "$work/over" && find . -print | cpio -o -H newc --quiet) >"$work/over.cpio"
 cat "$cache/base.cpio" "$work/over.cpio" >"$work/initrd"
 timeout "${ARM64_TIMEOUT:-1800}" qemu-system-aarch64 -M virt -cpu max -smp "${ARM64_CPUS:-2}" \
-  -m "${ARM64_MEMORY:-3G}" -nographic -no-reboot -kernel "$kernel" -initrd "$work/initrd" \
+  -m "${ARM64_MEMORY:-3G}" -nographic -no-reboot -nic none -kernel "$kernel" -initrd "$work/initrd" \
   -append "console=ttyAMA0 rdinit=/init panic=-1 quiet" </dev/null | tee "$work/console" \
   | tr -d '\r'
 rc=$(sed -n 's/^arm64-vm: rc=\([0-9]*\).*/\1/p' "$work/console" | tr -d '\r' | tail -n1)
