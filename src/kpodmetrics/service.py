@@ -384,8 +384,10 @@ class Agent:
                                        ("reason", selfmetrics.short_reason(prog.reason)))))
             for h in slot.collector.map_health():
                 ml = (("map", h.map),)
+                if h.capacity is not None:
+                    out.append(Sample(selfmetrics.MAP_CAPACITY, 0, float(h.capacity),
+                                      Kind.GAUGE, ml))
                 out += [
-                    Sample(selfmetrics.MAP_CAPACITY, 0, float(h.capacity), Kind.GAUGE, ml),
                     Sample(selfmetrics.MAP_WRITES, 0, float(h.entries_written),
                            Kind.CUMULATIVE, ml, source=slot.name),
                     Sample(selfmetrics.MAP_ERRORS, 0, float(h.update_errors),

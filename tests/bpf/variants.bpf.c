@@ -14,6 +14,22 @@ struct {
 	__type(value, __u64);
 } hits SEC(".maps");
 
+/* Maps of one variant each (Variant.maps): created only when that variant loads. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} only_a SEC(".maps"), only_b SEC(".maps");
+
+static __always_inline void mark(void *map)
+{
+	__u32 k = 0;
+	__u64 *v = bpf_map_lookup_elem(map, &k);
+	if (v)
+		__sync_fetch_and_add(v, 1);
+}
+
 static __always_inline void hit(__u32 k)
 {
 	__u64 one = 1, *v = bpf_map_lookup_elem(&hits, &k);
@@ -49,6 +65,7 @@ SEC("tp_btf/sched_switch")
 int BPF_PROG(var_good_a, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	hit(1);
+	mark(&only_a);
 	return 0;
 }
 
@@ -56,6 +73,7 @@ SEC("tp_btf/sched_switch")
 int BPF_PROG(var_good_b, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	hit(2);
+	mark(&only_b);
 	return 0;
 }
 

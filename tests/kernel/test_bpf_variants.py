@@ -20,7 +20,7 @@ import pytest
 from kpodmetrics.bpf import features
 from kpodmetrics.bpf.loader import BpfObject, LoadOptions
 from kpodmetrics.bpf.variants import Signal, Variant
-from tests.bpf_owned import prog_ids
+from tests.bpf_owned import map_names, prog_ids
 from tests.conftest import require, require_root
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,3 +163,38 @@ def test_declarations_are_checked(variants_object: str) -> None:
     with pytest.raises(KeyError, match="no variant 'zz'"):
         BpfObject("variants", variants_object,
                   LoadOptions(signals=(signal(("a", "var_good_a")),), forced_variants={"sig": "zz"}))
+
+
+def test_maps_of_unchosen_variants_are_not_created(variants_object: str) -> None:
+    """A variant's own maps exist in the kernel only when that variant is chosen; the
+    oracle is the kernel's list of maps this process holds."""
+    require_root()
+    sig = Signal("sig", (), (Variant("a", ("var_good_a",), maps=("only_a",)),
+                             Variant("b", ("var_good_b",), maps=("only_b",))))
+    with start(variants_object, LoadOptions(signals=(sig,), only=sig.programs)) as obj:
+        assert obj.settle_signals()[0].variant == "a"
+        held = map_names(os.getpid())
+        assert "only_a" in held and "only_b" not in held, held
+        assert "only_b" not in obj.maps
+        assert hits_after_switches(obj).get(1, 0) > 0
+        assert obj.map("only_a").read_all().count == 1
+    with start(variants_object, LoadOptions(signals=(sig,), only=sig.programs,
+                                            forced_variants={"sig": "b"})) as obj:
+        held = map_names(os.getpid())
+        assert "only_b" in held and "only_a" not in held, held
+        assert hits_after_switches(obj).get(2, 0) > 0
+
+
+def test_a_wrong_map_list_fails_loudly(variants_object: str) -> None:
+    """A map listed by the wrong variant is not created for the one that needs it: its
+    program fails the verifier and the variant is reported failed, never run half-fed."""
+    require_root()
+    sig = Signal("sig", (), (Variant("a", ("var_good_a",)),
+                             Variant("b", ("var_good_b",), maps=("only_a", "only_b"))))
+    with start(variants_object, LoadOptions(signals=(sig,), only=sig.programs)) as obj:
+        [state] = obj.settle_signals()
+        assert state.variant == "b"
+        assert "var_good_a: load failed" in state.failures["a"], state.failures
+    bad = (Signal("sig", (), (Variant("a", ("var_good_a",), maps=("no_such_map",)),)),)
+    with pytest.raises(ValueError, match="names map 'no_such_map'"):
+        BpfObject("variants", variants_object, LoadOptions(signals=bad)).load()

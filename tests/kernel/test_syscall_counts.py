@@ -23,6 +23,7 @@ from kpodmetrics.collectors.base import CollectContext, CollectorUnavailable
 from kpodmetrics.collectors.ebpf.syscalls import SyscallCollector
 from kpodmetrics.config import DEFAULT_SYSCALLS
 from kpodmetrics.samples import HistogramSample, Sample
+from tests.bpf_owned import map_names
 from tests.conftest import require_root
 from tests.kernel.cgroup_util import KernelCgroup, build_helper, make_cgroups, spawn_in
 from tests.kernel.variant_util import kernel_release, start_forced
@@ -81,6 +82,21 @@ def collector(request: pytest.FixtureRequest) -> Iterator[SyscallCollector]:
                      syscalls.resolve(DEFAULT_SYSCALLS))
     yield c
     c.close()
+
+
+@pytest.mark.kernel
+def test_only_the_chosen_start_map_exists(collector: SyscallCollector) -> None:
+    """The start map of the variant not in use is never created (1.4 MB for the hash at
+    its default size): the kernel's own list of this process's maps has only one."""
+    [state] = collector.signal_states()
+    held = map_names(os.getpid())
+    own, other = ("sys_task_start", "sys_start") if state.variant == "task_storage" \
+        else ("sys_start", "sys_task_start")
+    assert own in held and other not in held, (state.variant, held)
+    health = {h.map: h for h in collector.map_health()}
+    assert set(health) == {"sys_stats", own}
+    # task storage has no capacity to run out of; the hash has its max_entries
+    assert health[own].capacity == (None if own == "sys_task_start" else 16384)
 
 
 @pytest.mark.kernel
@@ -191,4 +207,6 @@ def test_collect_emits_labelled_samples(collector: SyscallCollector) -> None:
     assert isinstance(errors, Sample) and errors.value == N_FAIL
     assert isinstance(hist, HistogramSample) and hist.count == N_CALLS and hist.total > 0
     health = {h.map: h for h in collector.map_health()}
-    assert health["sys_stats"].update_errors == 0 and health["sys_start"].update_errors == 0
+    start_map = "sys_task_start" if collector.signal_states()[0].variant == "task_storage" \
+        else "sys_start"
+    assert health["sys_stats"].update_errors == 0 and health[start_map].update_errors == 0

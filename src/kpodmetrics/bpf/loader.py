@@ -22,7 +22,14 @@ from typing import Any
 from kpodmetrics.bpf import features, libbpf
 from kpodmetrics.bpf.errors import BpfError, ObjectNotFound, ProgramLoadError, remedy_for
 from kpodmetrics.bpf.maps import BpfMap
-from kpodmetrics.bpf.variants import Signal, SignalState, Variant, VariantChooser, check_signals
+from kpodmetrics.bpf.variants import (
+    Signal,
+    SignalState,
+    Variant,
+    VariantChooser,
+    check_signals,
+    maps_to_skip,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -90,6 +97,9 @@ class BpfObject:
         self.maps: dict[str, BpfMap] = {}
         self._obj: Any = None
         self._progs: dict[str, Any] = {}
+        self._map_handles: dict[str, Any] = {}
+        """map name -> libbpf handle of the object opened last (valid until it closes)."""
+        self._map_names: set[str] = set()
         self._links: list[Any] = []
         self._chooser = VariantChooser(self.opts.signals, self.opts.forced_variants)
         self._chosen: dict[str, Variant] = {}
@@ -112,7 +122,7 @@ class BpfObject:
                 "CO-RE objects need a kernel built with CONFIG_DEBUG_INFO_BTF=y",
             )
         probed = self._probe_all()
-        check_signals(self.opts.signals, self.programs)
+        check_signals(self.opts.signals, self.programs, self._map_names)
         in_signal = {p for sig in self.opts.signals for p in sig.programs}
         free = probed - in_signal
         failures: dict[str, str] = {}
@@ -176,9 +186,12 @@ class BpfObject:
                 sec = ffi.string(lib.bpf_program__section_name(p)).decode()
                 self.programs[name] = ProgramState(name, sec)
             p = lib.bpf_object__next_program(obj, p)
+        self._map_handles.clear()
         m = lib.bpf_object__next_map(obj, ffi.NULL)
         while m != ffi.NULL:
             mname = ffi.string(lib.bpf_map__name(m)).decode()
+            self._map_handles[mname] = m
+            self._map_names.add(mname)
             if mname in self.opts.max_entries:
                 rc = lib.bpf_map__set_max_entries(m, int(self.opts.max_entries[mname]))
                 if rc < 0:
@@ -241,6 +254,10 @@ class BpfObject:
         lib = libbpf.lib()
         for name, p in self._progs.items():
             lib.bpf_program__set_autoload(p, name in wanted)
+        skip = maps_to_skip(self.opts.signals, wanted)
+        for mname, m in self._map_handles.items():
+            if mname in skip:
+                lib.bpf_map__set_autocreate(m, False)
         with libbpf.capture_log() as lines:
             rc = lib.bpf_object__load(self._obj)
         if rc < 0:
@@ -317,6 +334,7 @@ class BpfObject:
             libbpf.lib().bpf_object__close(self._obj)
             self._obj = None
             self._progs.clear()
+            self._map_handles.clear()
 
     def close(self) -> None:
         """Destroy links, then close the object: nothing of ours stays loaded."""

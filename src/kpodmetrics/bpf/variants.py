@@ -25,6 +25,12 @@ class Variant:
 
     name: str
     programs: tuple[str, ...]
+    maps: tuple[str, ...] = ()
+    """Maps that only this variant's programs use (others of the same signal may list
+    them too): the loader creates them only when a variant listing them loads, so an
+    unchosen variant costs no kernel memory. A map a loaded program needs but that was
+    not created makes that program fail the verifier: a wrong list cannot go unseen
+    (tests/unit/test_variant_maps.py checks the lists against the objects)."""
 
     def __post_init__(self) -> None:
         if not self.programs:
@@ -58,11 +64,17 @@ class Signal:
         raise KeyError(f"signal {self.name!r} has no variant {name!r} (known: {known})")
 
 
-def check_signals(signals: Sequence[Signal], programs: Collection[str]) -> None:
-    """Refuse declarations that name programs the object lacks, or that share a
-    program between two signals (the loader could then attach a loser's program)."""
+def check_signals(signals: Sequence[Signal], programs: Collection[str],
+                  maps: Collection[str] | None = None) -> None:
+    """Refuse declarations that name programs (or maps) the object lacks, or that share
+    a program between two signals (the loader could then attach a loser's program)."""
     owner: dict[str, str] = {}
     for sig in signals:
+        for v in sig.variants:
+            missing = [m for m in v.maps if maps is not None and m not in maps]
+            if missing:
+                raise ValueError(f"signal {sig.name!r} variant {v.name!r} names map "
+                                 f"{missing[0]!r}, which the object does not contain")
         for prog in sig.programs:
             if prog not in programs:
                 raise ValueError(f"signal {sig.name!r} names program {prog!r}, "
@@ -135,3 +147,17 @@ class VariantChooser:
                 chosen[name] = v
                 break
         return chosen
+
+
+def maps_to_skip(signals: Sequence[Signal], loading: Collection[str]) -> frozenset[str]:
+    """Maps listed by variants none of whose programs is in `loading`: not to be created.
+
+    A map listed by several variants is kept as soon as one of them has a program
+    loading (a lone-program load during diagnosis keeps its own variant's maps)."""
+    listed: dict[str, bool] = {}
+    for sig in signals:
+        for v in sig.variants:
+            used = any(p in loading for p in v.programs)
+            for m in v.maps:
+                listed[m] = listed.get(m, False) or used
+    return frozenset(m for m, used in listed.items() if not used)

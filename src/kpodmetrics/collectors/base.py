@@ -47,7 +47,9 @@ class MapHealth:
     """Health of one BPF metric map, read each cycle."""
 
     map: str
-    capacity: int
+    capacity: int | None
+    """max_entries; None for task/socket storage, which has one entry per task or socket
+    and no capacity to run out of."""
     entries: int | None
     """Entries read (and reset) in the last cycle; None for scratch maps that are not read."""
     entries_written: int

@@ -135,6 +135,11 @@ class BpfCollectorBase:
             return {}
         return {n: self.obj.program_fd(n) for n, st in self.obj.programs.items() if st.loaded}
 
+    def health_maps(self) -> Mapping[str, int]:
+        """Map name -> health index to report: `metric_maps`, unless a variant in use
+        keeps a slot's map under another name (the syscall start map)."""
+        return self.metric_maps
+
     def map_health(self) -> Sequence[MapHealth]:
         if self.obj is None or not self.health_map:
             return []
@@ -144,14 +149,14 @@ class BpfCollectorBase:
             for k, v in raw.items()
         }
         out = []
-        for map_name, idx in self.metric_maps.items():
+        for map_name, idx in self.health_maps().items():
             h = by_index.get(idx)
             m = self.obj.maps.get(map_name)
             if m is None:
                 continue
             out.append(MapHealth(
                 map=map_name,
-                capacity=m.max_entries,
+                capacity=m.max_entries or None,
                 entries=self._entries.get(map_name),
                 entries_written=int(h.entries_written) if h else 0,
                 update_errors=int(h.update_errors) if h else 0,

@@ -96,8 +96,9 @@ class SyscallCollector(BpfCollectorBase):
     families = STATS.families
     signals = (
         Signal("syscalls", families=STATS.families, variants=(
-            Variant("task_storage", ("kpod_sys_enter", "kpod_sys_exit")),
-            Variant("hash", ("kpod_sys_enter_hash", "kpod_sys_exit_hash")),
+            Variant("task_storage", ("kpod_sys_enter", "kpod_sys_exit"),
+                    maps=("sys_task_start",)),
+            Variant("hash", ("kpod_sys_enter_hash", "kpod_sys_exit_hash"), maps=("sys_start",)),
         )),
     )
 
@@ -196,6 +197,13 @@ class SyscallCollector(BpfCollectorBase):
 
     def _uses_hash_start(self) -> bool:
         return any(st.variant == "hash" for st in self.signal_states())
+
+    def health_maps(self) -> Mapping[str, int]:
+        """The start slot's health is that of the start map in use: only the chosen
+        variant's map exists (Variant.maps)."""
+        if self._uses_hash_start():
+            return self.metric_maps
+        return {STATS.map: KPOD_HEALTH_SYS_STATS, "sys_task_start": KPOD_HEALTH_SYS_START}
 
     def map_health(self) -> Sequence[MapHealth]:
         return [dataclasses.replace(h, reaped=self._reaped) if h.map == "sys_start" else h

@@ -74,10 +74,10 @@ SIGNALS = (
         Variant("raw_tp", ("kpod_tcp_retrans_raw", "kpod_tcp_synack_raw")),
     )),
     Signal("tcp_state", (OPENED, FAILED, CLOSED, ACTIVE), (
-        Variant("tp_btf", ("kpod_tcp_state",)),
+        Variant("tp_btf", ("kpod_tcp_state",), maps=("tcp_opened",)),
         # socket storage is refused in tracing programs before 5.11
-        Variant("tp_btf_hash", ("kpod_tcp_state_hash",)),
-        Variant("raw_tp", ("kpod_tcp_state_raw",)),
+        Variant("tp_btf_hash", ("kpod_tcp_state_hash",), maps=("tcp_opened_hash",)),
+        Variant("raw_tp", ("kpod_tcp_state_raw",), maps=("tcp_opened_hash",)),
     )),
     Signal("tcp_rtt", (RTT,), (
         Variant("tp_btf", ("kpod_tcp_probe",)),
