@@ -14,8 +14,8 @@ import threading
 import time
 
 
-def prog_ids(pid: int) -> set[int]:
-    """Ids of the BPF programs the process holds through program or link fds now."""
+def _fdinfo_ids(pid: int, field: str) -> set[int]:
+    """Values of `field:` (prog_id, map_id) over the process's fdinfo files, now."""
     out: set[int] = set()
     base = f"/proc/{pid}/fdinfo"
     try:
@@ -29,9 +29,14 @@ def prog_ids(pid: int) -> set[int]:
         except OSError:
             continue
         for line in text.splitlines():
-            if line.startswith("prog_id:"):
+            if line.startswith(f"{field}:"):
                 out.add(int(line.split()[1]))
     return out
+
+
+def prog_ids(pid: int) -> set[int]:
+    """Ids of the BPF programs the process holds through program or link fds now."""
+    return _fdinfo_ids(pid, "prog_id")
 
 
 def map_names(pid: int) -> set[str]:
@@ -39,15 +44,7 @@ def map_names(pid: int) -> set[str]:
     from /proc/<pid>/fdinfo `map_id:`, names from `bpftool map show`)."""
     import json
 
-    ids: set[int] = set()
-    base = f"/proc/{pid}/fdinfo"
-    for fd in os.listdir(base):
-        try:
-            with open(os.path.join(base, fd)) as fh:
-                text = fh.read()
-        except OSError:
-            continue
-        ids |= {int(line.split()[1]) for line in text.splitlines() if line.startswith("map_id:")}
+    ids = _fdinfo_ids(pid, "map_id")
     out = subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True, text=True,
                          check=True).stdout
     return {m.get("name", "") for m in json.loads(out) if m.get("id") in ids}

@@ -20,21 +20,17 @@ from __future__ import annotations
 import functools
 import os
 import re
-import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from kpodmetrics.bpf import features
 from kpodmetrics.bpf.loader import BpfObject
 from tests.conftest import require
-from tests.kernel.cgroup_util import BUILD
+from tests.kernel.bpf_build import built_object
 
-ROOT = Path(__file__).resolve().parents[2]
 # `comm-pid [cpu] flags timestamp: event:` (comm may itself contain '-')
 _LINE = re.compile(r"^\s*.*-(\d+)\s+\[\d+\]\s+\S+\s+[\d.]+:\s+(\w+):")
 
@@ -46,16 +42,9 @@ def blind_tgids(seconds: float = 3.0) -> frozenset[int]:
     their own). A visible group cannot do that: each CPU runs one task at a time, so
     a further switch to one of its threads on a CPU needs a switch away before it.
     Watched for up to `seconds` (the sandbox's blind task wakes about once a second)."""
-    require(shutil.which("clang") is not None, "clang builds the test object")
-    BUILD.mkdir(parents=True, exist_ok=True)
-    src, obj_path = ROOT / "tests/bpf/blind.bpf.c", BUILD / "blind.bpf.o"
-    if not obj_path.exists() or obj_path.stat().st_mtime < src.stat().st_mtime:
-        subprocess.run(["clang", "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86",
-                        "-I", str(ROOT / "vmlinux/x86"), "-c", str(src), "-o", str(obj_path)],
-                       check=True)
     least = max(3, (os.cpu_count() or 1) + 1)
     blind: set[int] = set()
-    with BpfObject("blind", str(obj_path)).load() as obj:
+    with BpfObject("blind", built_object("blind")).load() as obj:
         obj.attach()
         end = time.monotonic() + seconds
         while not blind and time.monotonic() < end:

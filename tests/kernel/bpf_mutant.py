@@ -7,13 +7,11 @@ swapped, compiled like `make bpf`, and loaded through KPOD_BPF_DIR.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import require
+from tests.kernel.bpf_build import compile_bpf
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,12 +20,8 @@ def use_mutant(name: str, good: str, bad: str, tmp_path: Path,
                monkeypatch: pytest.MonkeyPatch) -> None:
     """Compile ebpf/<name>.bpf.c with the one line `good` replaced by `bad` into
     tmp_path and make the loader take objects from there for the rest of the test."""
-    require(shutil.which("clang") is not None, "clang builds the mutant object")
     src = (ROOT / "ebpf" / f"{name}.bpf.c").read_text()
     assert src.count(good) == 1, f"{good!r} is not one line of ebpf/{name}.bpf.c"
     (tmp_path / f"{name}.bpf.c").write_text(src.replace(good, bad))
-    subprocess.run(["clang", "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86",
-                    "-I", str(ROOT / "vmlinux/x86"), "-I", str(ROOT / "ebpf"), "-c",
-                    str(tmp_path / f"{name}.bpf.c"), "-o", str(tmp_path / f"{name}.bpf.o")],
-                   check=True)
+    compile_bpf(tmp_path / f"{name}.bpf.c", tmp_path / f"{name}.bpf.o", ROOT / "ebpf")
     monkeypatch.setenv("KPOD_BPF_DIR", str(tmp_path))

@@ -15,18 +15,12 @@ from kpodmetrics.bpf.errors import BpfError, ObjectNotFound
 from kpodmetrics.bpf.loader import BpfObject, LoadOptions
 from tests.conftest import require, require_root
 from tests.e2e.agent_util import loaded_kpod_programs
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.kernel.bpf_build import built_object
 
 
 @pytest.fixture(scope="module")
-def mixed_object(tmp_path_factory: pytest.TempPathFactory) -> str:
-    require(shutil.which("clang") is not None, "clang builds the test object")
-    out = tmp_path_factory.mktemp("bpf") / "mixed.bpf.o"
-    subprocess.run(["clang", "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86",
-                    "-I", str(ROOT / "vmlinux/x86"), "-c", str(ROOT / "tests/bpf/mixed.bpf.c"),
-                    "-o", str(out)], check=True)
-    return str(out)
+def mixed_object() -> str:
+    return built_object("mixed")
 
 
 @pytest.mark.kernel

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -21,22 +19,17 @@ from kpodmetrics.bpf import features
 from kpodmetrics.bpf.loader import BpfObject, LoadOptions
 from kpodmetrics.bpf.variants import Signal, Variant
 from tests.bpf_owned import map_names, prog_ids
-from tests.conftest import require, require_root
+from tests.conftest import require_root
+from tests.kernel.bpf_build import built_object
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.kernel
 
 KEY = {"var_good_a": 1, "var_good_b": 2, "free_prog": 3, "var_noattach": 7, "var_nohook": 8}
 
 
 @pytest.fixture(scope="module")
-def variants_object(tmp_path_factory: pytest.TempPathFactory) -> str:
-    require(shutil.which("clang") is not None, "clang builds the test object")
-    out = tmp_path_factory.mktemp("bpf") / "variants.bpf.o"
-    subprocess.run(["clang", "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86",
-                    "-I", str(ROOT / "vmlinux/x86"), "-c", str(ROOT / "tests/bpf/variants.bpf.c"),
-                    "-o", str(out)], check=True)
-    return str(out)
+def variants_object() -> str:
+    return built_object("variants")
 
 
 def signal(*variants: tuple[str, str]) -> Signal:

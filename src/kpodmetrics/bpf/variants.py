@@ -65,13 +65,13 @@ class Signal:
 
 
 def check_signals(signals: Sequence[Signal], programs: Collection[str],
-                  maps: Collection[str] | None = None) -> None:
+                  maps: Collection[str]) -> None:
     """Refuse declarations that name programs (or maps) the object lacks, or that share
     a program between two signals (the loader could then attach a loser's program)."""
     owner: dict[str, str] = {}
     for sig in signals:
         for v in sig.variants:
-            missing = [m for m in v.maps if maps is not None and m not in maps]
+            missing = [m for m in v.maps if m not in maps]
             if missing:
                 raise ValueError(f"signal {sig.name!r} variant {v.name!r} names map "
                                  f"{missing[0]!r}, which the object does not contain")

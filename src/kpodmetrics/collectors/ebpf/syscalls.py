@@ -203,7 +203,8 @@ class SyscallCollector(BpfCollectorBase):
         variant's map exists (Variant.maps)."""
         if self._uses_hash_start():
             return self.metric_maps
-        return {STATS.map: KPOD_HEALTH_SYS_STATS, "sys_task_start": KPOD_HEALTH_SYS_START}
+        return {("sys_task_start" if m == "sys_start" else m): i
+                for m, i in self.metric_maps.items()}
 
     def map_health(self) -> Sequence[MapHealth]:
         return [dataclasses.replace(h, reaped=self._reaped) if h.map == "sys_start" else h
